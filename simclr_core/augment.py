@@ -1,0 +1,77 @@
+"""The augmentations that define what SimCLR learns to ignore, and the two-view dataset wrapper.
+
+Whatever the recipe changes (framing, mirror image, colour, sharpness), the encoder is trained to map to
+the same point; whatever it leaves alone (shapes, parts, textures) is what the features may use.
+The recipe is the reference's, with every parameter in `AugmentationParams`. Transforms run per image on
+uint8 tensors, so a DataLoader can draw independent parameters for every view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from .data import IMAGE_SIZE
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class AugmentationParams:
+    crop_scale: tuple[float, float] = (0.3, 1.0)  # share of the image area a crop keeps
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect ratios of the crop
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4  # SimCLR's colour strength s = 0.5: (0.8 s, 0.8 s, 0.8 s, 0.2 s)
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    blur_p: float = 0.5
+    blur_kernel: int = 3  # 10% of the image side, as SimCLR's paper does for ImageNet
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+
+def normalize() -> v2.Compose:
+    """uint8 image -> float tensor standardised with the CIFAR-10 channel statistics."""
+    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+
+
+def simclr_transform(params: AugmentationParams = AugmentationParams(), normalized: bool = True) -> v2.Compose:
+    """One random view of a (3, 32, 32) uint8 image; `normalized=False` keeps uint8 for display."""
+    steps = [
+        v2.RandomResizedCrop(IMAGE_SIZE, scale=params.crop_scale, ratio=params.crop_ratio, antialias=True),
+        v2.RandomHorizontalFlip(p=params.flip_p),
+        v2.RandomApply([v2.ColorJitter(params.brightness, params.contrast, params.saturation, params.hue)],
+                       p=params.jitter_p),
+        v2.RandomApply([v2.GaussianBlur(params.blur_kernel, sigma=params.blur_sigma)], p=params.blur_p),
+    ]
+    return v2.Compose(steps + ([normalize()] if normalized else []))
+
+
+def unnormalize(images: torch.Tensor) -> torch.Tensor:
+    """Inverse of `normalize`, clamped to [0, 1], for plotting."""
+    mean = torch.tensor(CIFAR10_MEAN).view(-1, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(-1, 1, 1)
+    return (images * std + mean).clamp(0, 1)
+
+
+class SSLAugmentation(Dataset):
+    """Wraps a dataset of (image, label) and returns two independently augmented views of each image.
+
+    The label is dropped: contrastive pre-training never sees it.
+    """
+
+    def __init__(self, base: Dataset, transform: v2.Compose | None = None):
+        self.base = base
+        self.transform = transform if transform is not None else simclr_transform()
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, _ = self.base[index]
+        return self.transform(image), self.transform(image)

@@ -1,0 +1,110 @@
+"""`python -m simclr_core train | probe | plots`: the reference's three scripts as one command line.
+
+Every field of `Config` is also a flag (`--batch-size 256`, `--temperature 0.5`, ...), applied on top of
+the chosen preset (train) or of the config stored in the checkpoint (probe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import MISSING, fields
+from typing import Any
+
+from .config import DATA_ENV_VAR, PRESETS, Config, make_config
+
+FIELD_TYPES = {"int": int, "float": float, "str": str}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("config overrides (default: the preset's value)")
+    for field in fields(Config):
+        default = field.default if field.default is not MISSING else field.default_factory()  # type: ignore[misc]
+        group.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None,
+                           type=FIELD_TYPES[str(field.type)], metavar=str(field.type).upper(),
+                           help=f"(reference: {default})")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m simclr_core",
+        description="SimCLR from scratch: contrastive pre-training, linear probe, plots. Outputs go to "
+                    "OUT/checkpoints/latest.pt, OUT/logs/*.json and OUT/plots/*.png.",
+        epilog=f"Data: --data cifar10 downloads CIFAR-10 into --data-root; --data PATH reads a folder "
+               f"with train/ and test/ class folders; the {DATA_ENV_VAR} environment variable sets the "
+               f"default. Example: python -m simclr_core train --preset quick --out runs/quick")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="contrastive pre-training (the reference's train.py)",
+                                description="Pre-train the encoder with NT-Xent; writes a checkpoint and "
+                                            "logs every --save-every epochs and at the end.")
+    train.add_argument("--preset", default="reference", choices=sorted(PRESETS),
+                       help="reference: the seed's 100-epoch run (GPU); quick: minutes on a CPU; "
+                            "smoke: seconds, to check the wiring (default: reference)")
+    train.add_argument("--out", default=".", help="output folder (default: current folder)")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_config_flags(train)
+
+    probe = commands.add_parser("probe", help="linear probe: trained vs random-init encoder "
+                                              "(the reference's linear_probe.py)",
+                                description="Train a linear classifier on frozen features of the "
+                                            "checkpoint in OUT and of a random-init encoder; write "
+                                            "OUT/logs/probe_results.json.")
+    probe.add_argument("--out", default=".", help="the training run's output folder (default: .)")
+    probe.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_config_flags(probe)
+
+    plots = commands.add_parser("plots", help="draw the four figures from the logs "
+                                              "(the reference's visualizations.py)")
+    plots.add_argument("--out", default=".", help="the run's output folder (default: .)")
+    return parser
+
+
+def run(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        from .engine import train_ssl
+
+        log = train_ssl(make_config(args.preset, **_overrides(args)), args.out, progress=not args.no_progress)
+        last = log["evals"][-1]
+        print(f"trained {log['config']['epochs']} epochs in {log['train_seconds']:.0f} s: held-out loss "
+              f"{last['loss']:.3f}, p_pos {last['p_pos']:.3f}, top-1 {last['top1']:.3f}; "
+              f"checkpoint in {args.out}/checkpoints/latest.pt")
+    elif args.command == "probe":
+        from .probe import run_probe
+
+        log = run_probe(args.out, _overrides(args), progress=not args.no_progress)
+        print(f"linear probe test accuracy: SimCLR {log['simclr']['test_accuracy']:.4f}, "
+              f"random init {log['random']['test_accuracy']:.4f} "
+              f"({log['train_images']} train / {log['test_images']} test images)")
+    else:
+        from .plots import save_all
+
+        for path in save_all(args.out):
+            print(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user mistakes end with one line that says what to do, not a traceback."""
+    try:
+        run(argv)
+    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
+        sys.exit(f"error: {error}")
+    except KeyboardInterrupt:
+        sys.exit("interrupted: the last checkpoint written (if any) is kept")
+
+
+def train_main() -> None:
+    main(["train", *sys.argv[1:]])
+
+
+def probe_main() -> None:
+    main(["probe", *sys.argv[1:]])
+
+
+def plots_main() -> None:
+    main(["plots", *sys.argv[1:]])

@@ -1,0 +1,110 @@
+"""Every knob of a run as one plain dataclass, plus the named presets.
+
+A run is fully described by a `Config`; checkpoints store it, logs store it, the command line edits it.
+Values are checked in `Config.validate` before any work starts, so a typo fails in a second with a
+message that says what to change, not after an hour of training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+DATA_ENV_VAR = "SIMCLR_DATA"  # overrides the default of `Config.data`, e.g. a local ImageFolder copy
+
+
+def _default_data() -> str:
+    return os.environ.get(DATA_ENV_VAR, "cifar10")
+
+
+@dataclass
+class Config:
+    # data: "cifar10" (torchvision, downloaded into data_root) or a folder with train/ and test/ class folders
+    data: str = dataclasses.field(default_factory=_default_data)
+    data_root: str = "data"
+    train_subset: int = 0  # 0 = the whole training split; else a class-balanced subset of that many images
+    # model
+    width: int = 64  # base channels of the ResNet-18 (64 = torchvision's); features are 8 * width wide
+    proj_dim: int = 128
+    # contrastive training
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    lr_schedule: str = "constant"  # "constant" (the reference) or "cosine" (decay to 0 over the run)
+    temperature: float = 0.2
+    crop_min_scale: float = 0.3  # RandomResizedCrop keeps between this share and all of the image
+    # bookkeeping
+    eval_every: int = 2  # epochs between SSL metric evaluations (loss, p_pos, top-1 on held-out views)
+    eval_batches: int = 40
+    save_every: int = 10  # epochs between checkpoint + log writes (always also at the end)
+    seed: int = 0
+    device: str = "auto"  # "auto" picks cuda, then mps, then cpu
+    num_workers: int = 0  # DataLoader worker processes for the per-image augmentation
+    # linear probe
+    probe_epochs: int = 100
+    probe_lr: float = 1e-3
+    probe_batch_size: int = 512
+    probe_train_subset: int = 0  # 0 = the whole training split
+
+    def validate(self) -> Config:
+        """Raise ValueError naming the first bad field and what to do about it; return self when fine."""
+        positive = ["width", "proj_dim", "epochs", "eval_every", "eval_batches", "save_every",
+                    "probe_epochs", "probe_batch_size"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"config field {name}={getattr(self, name)} must be at least 1")
+        for name in ["train_subset", "probe_train_subset", "num_workers", "weight_decay"]:
+            if getattr(self, name) < 0:
+                raise ValueError(f"config field {name}={getattr(self, name)} must not be negative")
+        if self.batch_size < 2:
+            raise ValueError(f"config field batch_size={self.batch_size} must be at least 2: "
+                             "NT-Xent needs other images in the batch as negatives")
+        if self.temperature <= 0:
+            raise ValueError(f"config field temperature={self.temperature} must be > 0 (typical: 0.1 to 0.5)")
+        if self.lr <= 0 or self.probe_lr <= 0:
+            raise ValueError(f"learning rates must be > 0 (lr={self.lr}, probe_lr={self.probe_lr})")
+        if not 0 < self.crop_min_scale <= 1:
+            raise ValueError(f"config field crop_min_scale={self.crop_min_scale} must lie in (0, 1]")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"config field lr_schedule={self.lr_schedule!r}: use 'constant' or 'cosine'")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+            raise ValueError(f"config field device={self.device!r}: use auto, cpu, cuda, cuda:N or mps")
+        if self.data != "cifar10" and not os.path.isdir(self.data):
+            raise ValueError(f"config field data={self.data!r} is neither 'cifar10' nor an existing folder: "
+                             f"pass --data cifar10, or the path of a folder holding train/ and test/ "
+                             f"class folders (or set {DATA_ENV_VAR})")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**values)
+
+
+# Presets are overrides of the defaults above, which are the reference's numbers.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The seed's configuration exactly: ResNet-18, AdamW 3e-4, batch 128, T=0.2, 100 epochs. Needs a GPU.
+    "reference": {},
+    # Sized for a 2-core CPU: a narrow ResNet-18 on a class-balanced 10k subset, a few minutes of training.
+    "quick": dict(width=16, train_subset=10_000, batch_size=256, lr=2e-3, lr_schedule="cosine", epochs=15,
+                  eval_every=1, eval_batches=4, save_every=5, probe_epochs=60, probe_train_subset=10_000),
+    # A few seconds: for tests and for checking that everything is wired before a long run.
+    "smoke": dict(width=8, train_subset=512, batch_size=64, lr=2e-3, epochs=3, eval_every=1, eval_batches=2,
+                  save_every=1, probe_epochs=20, probe_train_subset=512),
+}
+
+
+def make_config(preset: str = "reference", **overrides: Any) -> Config:
+    """The preset's config with `overrides` applied, validated."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    return Config.from_dict({**PRESETS[preset], **overrides}).validate()

@@ -1,0 +1,135 @@
+"""Images in memory: CIFAR-10 (torchvision) or any ImageFolder tree, decoded once into uint8 tensors.
+
+50,000 CIFAR images are 150 MB as uint8, so we decode them once and index a tensor from then on: no
+per-image file or PIL work in the training loop. A dataset is either the string "cifar10" (downloaded by
+torchvision into `data_root` when missing) or a folder with `train/` and `test/`, each holding one
+sub-folder per class, as `torchvision.datasets.ImageFolder` reads it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from .config import DATA_ENV_VAR
+
+IMAGE_SIZE = 32
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The dataset is not where the config points, and could not be fetched."""
+
+
+@dataclass
+class ImageSet(Dataset):
+    """A split held in memory: images (N, 3, 32, 32) uint8, labels (N,) int64, and the class names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+    def subset(self, indices: torch.Tensor) -> ImageSet:
+        return ImageSet(self.images[indices], self.labels[indices], self.classes)
+
+
+def balanced_indices(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """`n` indices drawn at random (seeded) with every class as equally represented as n allows."""
+    if n <= 0 or n >= len(labels):
+        return torch.arange(len(labels))
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(labels), generator=generator)
+    # rank of each shuffled index within its class: taking ranks 0, 1, 2, ... round-robins the classes
+    shuffled = labels[order]
+    rank = torch.zeros_like(shuffled)
+    for c in shuffled.unique():
+        members = shuffled == c
+        rank[members] = torch.arange(int(members.sum()))
+    by_rank = torch.argsort(rank * (len(labels) + 1) + torch.arange(len(labels)))
+    return order[by_rank[:n]].sort().values
+
+
+def load_split(data: str, split: str, data_root: str = "data", subset: int = 0, seed: int = 0) -> ImageSet:
+    """The `split` ("train" or "test") of `data`, optionally a class-balanced subset of `subset` images."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    if data == "cifar10":
+        return _load_cifar10(split, data_root, subset, seed)
+    return _load_image_folder(Path(data), split, subset, seed)
+
+
+def _load_cifar10(split: str, data_root: str, subset: int, seed: int) -> ImageSet:
+    from torchvision.datasets import CIFAR10
+
+    try:
+        dataset = CIFAR10(root=data_root, train=(split == "train"), download=True)
+    except Exception as error:  # offline, proxy, disk full: all end the same way for the user
+        raise DataNotFoundError(
+            f"CIFAR-10 is not in {os.path.abspath(data_root)!r} and could not be downloaded ({error}); "
+            f"go online once, or point the project at a local copy laid out as train/ and test/ class "
+            f"folders with --data PATH or {DATA_ENV_VAR}=PATH"
+        ) from error
+    labels = torch.tensor(dataset.targets, dtype=torch.int64)
+    keep = balanced_indices(labels, subset, seed)
+    images = torch.from_numpy(dataset.data[keep.numpy()]).permute(0, 3, 1, 2).contiguous()
+    return ImageSet(images, labels[keep], list(dataset.classes))
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"}
+
+
+def _scan_split(split_dir: Path) -> tuple[list[Path], list[int], list[str]]:
+    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+    if not classes:
+        raise DataNotFoundError(f"{split_dir} holds no class folders: put each class's images in "
+                                f"{split_dir}/<class name>/")
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        for path in sorted((split_dir / name).iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(path)
+                labels.append(label)
+    if not paths:
+        raise DataNotFoundError(f"{split_dir} has class folders {classes} but no image files in them")
+    return paths, labels, classes
+
+
+def _load_image_folder(root: Path, split: str, subset: int, seed: int) -> ImageSet:
+    split_dir = root / split
+    if not split_dir.is_dir():
+        raise DataNotFoundError(f"dataset folder {root} has no {split}/ folder: lay it out as "
+                                f"{root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg")
+    paths, labels, classes = _scan_split(split_dir)
+    other = root / ("test" if split == "train" else "train")
+    if other.is_dir():
+        other_classes = sorted(d.name for d in other.iterdir() if d.is_dir())
+        if other_classes != classes:
+            raise DataNotFoundError(f"the class folders of {split_dir} {classes} differ from those of "
+                                    f"{other} {other_classes}: both splits need the same classes")
+    label_tensor = torch.tensor(labels, dtype=torch.int64)
+    keep = balanced_indices(label_tensor, subset, seed)
+    images = np.stack([_decode(paths[i]) for i in keep.tolist()])
+    return ImageSet(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), label_tensor[keep], classes)
+
+
+def _decode(path: Path) -> np.ndarray:
+    """One image as (32, 32, 3) uint8 RGB: other modes are converted, other sizes resized."""
+    try:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+                image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC)
+            return np.asarray(image, dtype=np.uint8)
+    except OSError as error:
+        raise ValueError(f"cannot read image {path} ({error}): remove or replace the file") from error

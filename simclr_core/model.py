@@ -1,0 +1,74 @@
+"""The encoder f (a CIFAR ResNet-18) and the projection head g of SimCLR.
+
+torchvision's ResNet-18 is built for 224x224 ImageNet images: a 7x7 stride-2 stem and a max-pool shrink
+a 32x32 CIFAR image to 8x8 before the first residual block. The CIFAR variant keeps the resolution with a
+3x3 stride-1 stem and no max-pool. We assemble the network from torchvision's own `BasicBlock` so that
+at width 64 it is torchvision's `resnet18` with that stem, parameter for parameter (a test checks that
+its state dict loads into ours), and a `width` knob lets a CPU train a narrow copy in minutes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+
+class CifarResNet18(nn.Module):
+    """ResNet-18 for 32x32 inputs; `forward` returns the pooled features h = f(x), 8 * width wide."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.feature_dim = 8 * width
+        self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        self._in_channels = width
+        self.layer1 = self._make_layer(width, stride=1)
+        self.layer2 = self._make_layer(2 * width, stride=2)
+        self.layer3 = self._make_layer(4 * width, stride=2)
+        self.layer4 = self._make_layer(8 * width, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        for m in self.modules():  # torchvision's initialisation
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def _make_layer(self, channels: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self._in_channels != channels:
+            downsample = nn.Sequential(
+                nn.Conv2d(self._in_channels, channels, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(channels),
+            )
+        blocks = [BasicBlock(self._in_channels, channels, stride, downsample), BasicBlock(channels, channels)]
+        self._in_channels = channels
+        return nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, 32, 32) -> (B, 8 * width)
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+
+class ProjectionHead(nn.Module):
+    """g: the 2-layer MLP (d -> d -> 128) whose output the loss sees; the probe uses h, before g."""
+
+    def __init__(self, in_dim: int = 512, out_dim: int = 128):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, out_dim))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+class SimCLRModel(nn.Module):
+    """x -> z = normalize(g(f(x))): unit-length embeddings, so z_i . z_j is a cosine similarity."""
+
+    def __init__(self, width: int = 64, proj_dim: int = 128):
+        super().__init__()
+        self.encoder = CifarResNet18(width)
+        self.head = ProjectionHead(self.encoder.feature_dim, proj_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.head(self.encoder(x)), dim=1)

@@ -1,0 +1,90 @@
+"""The reference's four figures, drawn from the JSON logs alone (no model, no data needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from .storage import RunPaths, load_json
+
+COLORS = {"simclr": "tab:blue", "random": "tab:gray", "pixels": "tab:orange"}
+LABELS = {"simclr": "SimCLR", "random": "random init", "pixels": "raw pixels"}
+
+
+def ssl_loss(ssl_log: dict[str, Any]) -> Figure:
+    """NT-Xent training loss per step (faint) and per epoch, and the held-out loss."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps_per_epoch = len(ssl_log["step_loss"]) / max(len(ssl_log["epochs"]), 1)
+    step_epochs = [(i + 1) / steps_per_epoch for i in range(len(ssl_log["step_loss"]))]
+    ax.plot(step_epochs, ssl_log["step_loss"], color="tab:blue", alpha=0.25, lw=0.8, label="train (step)")
+    ax.plot([e["epoch"] for e in ssl_log["epochs"]], [e["loss"] for e in ssl_log["epochs"]],
+            "o-", color="tab:blue", label="train (epoch mean)")
+    ax.plot([e["epoch"] for e in ssl_log["evals"]], [e["loss"] for e in ssl_log["evals"]],
+            "s--", color="tab:red", label="held-out views")
+    ax.set(xlabel="epoch", ylabel="NT-Xent loss", title="SSL loss")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def ssl_metrics(ssl_log: dict[str, Any]) -> Figure:
+    """Mean p_pos and top-1 (the positive is the most similar view) on held-out views."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = [e["epoch"] for e in ssl_log["evals"]]
+    ax.plot(epochs, [e["p_pos"] for e in ssl_log["evals"]], "o-", label="mean p_pos")
+    ax.plot(epochs, [e["top1"] for e in ssl_log["evals"]], "s-", label="top-1 (positive is argmax)")
+    ax.set(xlabel="epoch", ylabel="value", ylim=(0, 1), title="SSL metrics (not classification accuracy)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def probe_loss(probe_log: dict[str, Any]) -> Figure:
+    """Linear-probe training loss per epoch, one curve per encoder."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name in _encoders(probe_log):
+        ax.plot(range(1, len(probe_log[name]["train_loss"]) + 1), probe_log[name]["train_loss"],
+                color=COLORS.get(name), label=LABELS.get(name, name))
+    ax.set(xlabel="probe epoch", ylabel="train cross-entropy", title="Linear probe loss")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def probe_accuracy(probe_log: dict[str, Any]) -> Figure:
+    """Linear-probe test accuracy, one bar per encoder, with the value written on it."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    names = _encoders(probe_log)
+    accuracies = [probe_log[name]["test_accuracy"] for name in names]
+    bars = ax.bar([LABELS.get(n, n) for n in names], accuracies, color=[COLORS.get(n) for n in names])
+    ax.bar_label(bars, labels=[f"{a:.3f}" for a in accuracies])
+    ax.axhline(0.1, color="k", ls=":", lw=1, label="chance (10 classes)")
+    ax.set(ylabel="test accuracy", ylim=(0, 1), title="Linear probe accuracy")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def _encoders(probe_log: dict[str, Any]) -> list[str]:
+    return [name for name, value in probe_log.items() if isinstance(value, dict) and "test_accuracy" in value]
+
+
+def save_all(out: str = ".", dpi: int = 110) -> list[Path]:
+    """Write the four PNGs into `out`/plots from `out`/logs; the probe plots only if the probe has run."""
+    paths = RunPaths(out)
+    paths.plots.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    ssl_log = load_json(paths.ssl_log)
+    figures.update(ssl_loss=ssl_loss(ssl_log), ssl_metrics=ssl_metrics(ssl_log))
+    if paths.probe_log.is_file():
+        probe_log = load_json(paths.probe_log)
+        figures.update(probe_loss=probe_loss(probe_log), probe_accuracy=probe_accuracy(probe_log))
+    written = []
+    for name, fig in figures.items():
+        written.append(paths.plots / f"{name}.png")
+        fig.savefig(written[-1], dpi=dpi)
+        plt.close(fig)
+    return written

@@ -1,0 +1,57 @@
+"""A real run on a few hundred CIFAR-10 images, through the command line, as a user would do it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simclr_core.cli import main
+from simclr_core.storage import RunPaths, load_checkpoint, load_json
+
+
+@pytest.fixture(scope="module")
+def run_dir(cifar_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    main(["train", "--preset", "smoke", "--data", str(cifar_dir), "--out", str(out), "--epochs", "4",
+          "--train-subset", "384", "--no-progress"])
+    return out
+
+
+def test_training_lowers_the_loss_and_writes_checkpoint_and_log(run_dir: Path) -> None:
+    paths = RunPaths(run_dir)
+    log = load_json(paths.ssl_log)
+    epoch_losses = [e["loss"] for e in log["epochs"]]
+    assert len(epoch_losses) == 4 and log["finished"]
+    assert epoch_losses[-1] < epoch_losses[0] - 0.1, epoch_losses
+    assert [e["epoch"] for e in log["evals"]] == [1, 2, 3, 4]
+    assert all(0 <= e["p_pos"] <= 1 and 0 <= e["top1"] <= 1 for e in log["evals"])
+    state = load_checkpoint(paths.checkpoint)
+    assert state["epoch"] == 4 and state["config"]["width"] == 8
+    assert {"model", "optimizer", "scheduler"} <= state.keys()
+
+
+def test_probe_and_plots_run_from_the_saved_run(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["probe", "--out", str(run_dir), "--probe-train-subset", "384", "--probe-epochs", "10", "--no-progress"])
+    assert "linear probe test accuracy" in capsys.readouterr().out
+    probe = load_json(RunPaths(run_dir).probe_log)
+    for name in ("simclr", "random"):
+        assert 0.1 < probe[name]["test_accuracy"] <= 1  # above chance even this early
+        assert len(probe[name]["train_loss"]) == 10
+    main(["plots", "--out", str(run_dir)])
+    for name in ("ssl_loss", "ssl_metrics", "probe_loss", "probe_accuracy"):
+        png = RunPaths(run_dir).plots / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_probe_without_a_checkpoint_says_to_train_first(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="does not exist: train first"):
+        main(["probe", "--out", str(tmp_path)])
+
+
+def test_truncated_checkpoint_is_named(run_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "checkpoints" / "latest.pt"
+    broken.parent.mkdir()
+    broken.write_bytes(RunPaths(run_dir).checkpoint.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="not a readable simclr-book checkpoint"):
+        load_checkpoint(broken)
