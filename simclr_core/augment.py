@@ -40,15 +40,20 @@ def normalize() -> v2.Compose:
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
 
 
+def recipe_steps(params: AugmentationParams = AugmentationParams()) -> dict[str, v2.Transform]:
+    """The recipe's steps in order, by name, each acting on a uint8 image (the book shows them one by one)."""
+    return {
+        "crop": v2.RandomResizedCrop(IMAGE_SIZE, scale=params.crop_scale, ratio=params.crop_ratio, antialias=True),
+        "flip": v2.RandomHorizontalFlip(p=params.flip_p),
+        "jitter": v2.RandomApply([v2.ColorJitter(params.brightness, params.contrast, params.saturation,
+                                                 params.hue)], p=params.jitter_p),
+        "blur": v2.RandomApply([v2.GaussianBlur(params.blur_kernel, sigma=params.blur_sigma)], p=params.blur_p),
+    }
+
+
 def simclr_transform(params: AugmentationParams = AugmentationParams(), normalized: bool = True) -> v2.Compose:
     """One random view of a (3, 32, 32) uint8 image; `normalized=False` keeps uint8 for display."""
-    steps = [
-        v2.RandomResizedCrop(IMAGE_SIZE, scale=params.crop_scale, ratio=params.crop_ratio, antialias=True),
-        v2.RandomHorizontalFlip(p=params.flip_p),
-        v2.RandomApply([v2.ColorJitter(params.brightness, params.contrast, params.saturation, params.hue)],
-                       p=params.jitter_p),
-        v2.RandomApply([v2.GaussianBlur(params.blur_kernel, sigma=params.blur_sigma)], p=params.blur_p),
-    ]
+    steps = list(recipe_steps(params).values())
     return v2.Compose(steps + ([normalize()] if normalized else []))
 
 

@@ -95,8 +95,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The seed's configuration exactly: ResNet-18, AdamW 3e-4, batch 128, T=0.2, 100 epochs. Needs a GPU.
     "reference": {},
     # Sized for a 2-core CPU: a narrow ResNet-18 on a class-balanced 10k subset, a few minutes of training.
-    "quick": dict(width=16, train_subset=10_000, batch_size=256, lr=2e-3, lr_schedule="cosine", epochs=15,
-                  eval_every=1, eval_batches=4, save_every=5, probe_epochs=60, probe_train_subset=10_000),
+    "quick": dict(width=16, train_subset=10_000, batch_size=256, lr=2e-3, lr_schedule="cosine", epochs=6,
+                  eval_every=1, eval_batches=4, save_every=2, num_workers=1, probe_epochs=60,
+                  probe_train_subset=10_000),
     # A few seconds: for tests and for checking that everything is wired before a long run.
     "smoke": dict(width=8, train_subset=512, batch_size=64, lr=2e-3, epochs=3, eval_every=1, eval_batches=2,
                   save_every=1, probe_epochs=20, probe_train_subset=512),
