@@ -10,8 +10,9 @@ ifneq ($(wildcard $(SHARED_CIFAR))$(wildcard $(LOCAL_CIFAR)/train),)
 export SIMCLR_DATA ?= $(LOCAL_CIFAR)
 endif
 UNPACK := $(addsuffix /train,$(filter $(LOCAL_CIFAR),$(SIMCLR_DATA)))
+CHAPTERS := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 
-.PHONY: install book quick test lint clean
+.PHONY: install book notebooks quick test clean
 
 install:  ## the package with everything the book and the tests need
 	$(PYTHON) -m pip install -e ".[book,test]"
@@ -19,17 +20,21 @@ install:  ## the package with everything the book and the tests need
 $(LOCAL_CIFAR)/train:
 	mkdir -p data && tar -xzf $(SHARED_CIFAR) -C data
 
-book: install
-	$(MAKE) quick
+book: install  ## build the book from the notebooks' stored outputs into book/_build/html
+	jupyter-book build -W -n --keep-going book
+
+notebooks: $(UNPACK)  ## re-run every chapter and store its outputs in the paired .ipynb
+	for nb in $(CHAPTERS); do jupytext --to ipynb --set-kernel python3 --execute $$nb || exit 1; done
 
 quick: $(UNPACK)  ## train, probe and plot the CPU-sized preset into $(OUT)
 	$(PYTHON) -m simclr_core train --preset quick --out $(OUT)
 	$(PYTHON) -m simclr_core probe --out $(OUT)
 	$(PYTHON) -m simclr_core plots --out $(OUT)
 
-test: install $(UNPACK)
+test: install $(UNPACK)  ## lint, unit tests (with the book build and Chromium check), then nbval
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest tests
+	$(PYTHON) -m pytest --nbval --nbval-current-env notebooks
 
 clean:
 	rm -rf book/_build runs

@@ -13,7 +13,14 @@ from typing import Any
 
 from .config import DATA_ENV_VAR, PRESETS, Config, make_config
 
-FIELD_TYPES = {"int": int, "float": float, "str": str}
+
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() in ("1", "true", "yes")
+
+
+FIELD_TYPES = {"int": int, "float": float, "str": str, "bool": _boolean}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:

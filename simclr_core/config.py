@@ -36,13 +36,17 @@ class Config:
     lr_schedule: str = "constant"  # "constant" (the reference) or "cosine" (decay to 0 over the run)
     temperature: float = 0.2
     crop_min_scale: float = 0.3  # RandomResizedCrop keeps between this share and all of the image
+    # "fast": whole batches augmented on the training device (batch_augment.py); "reference": per-image
+    # torchvision transforms in a DataLoader, as the seed does it
+    pipeline: str = "fast"
     # bookkeeping
     eval_every: int = 2  # epochs between SSL metric evaluations (loss, p_pos, top-1 on held-out views)
     eval_batches: int = 40
     save_every: int = 10  # epochs between checkpoint + log writes (always also at the end)
     seed: int = 0
     device: str = "auto"  # "auto" picks cuda, then mps, then cpu
-    num_workers: int = 0  # DataLoader worker processes for the per-image augmentation
+    num_workers: int = 0  # DataLoader worker processes for the reference pipeline's per-image augmentation
+    compile: bool = False  # torch.compile the model (CUDA; minutes of compilation pay off on long runs)
     # linear probe
     probe_epochs: int = 100
     probe_lr: float = 1e-3
@@ -68,6 +72,8 @@ class Config:
             raise ValueError(f"learning rates must be > 0 (lr={self.lr}, probe_lr={self.probe_lr})")
         if not 0 < self.crop_min_scale <= 1:
             raise ValueError(f"config field crop_min_scale={self.crop_min_scale} must lie in (0, 1]")
+        if self.pipeline not in ("fast", "reference"):
+            raise ValueError(f"config field pipeline={self.pipeline!r}: use 'fast' or 'reference'")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"config field lr_schedule={self.lr_schedule!r}: use 'constant' or 'cosine'")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
@@ -96,7 +102,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "reference": {},
     # Sized for a 2-core CPU: a narrow ResNet-18 on a class-balanced 10k subset, a few minutes of training.
     "quick": dict(width=16, train_subset=10_000, batch_size=256, lr=2e-3, lr_schedule="cosine", epochs=6,
-                  eval_every=1, eval_batches=4, save_every=2, num_workers=1, probe_epochs=60,
+                  eval_every=1, eval_batches=4, save_every=2, probe_epochs=60,
                   probe_train_subset=10_000),
     # A few seconds: for tests and for checking that everything is wired before a long run.
     "smoke": dict(width=8, train_subset=512, batch_size=64, lr=2e-3, epochs=3, eval_every=1, eval_batches=2,

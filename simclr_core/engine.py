@@ -8,27 +8,47 @@ take NT-Xent, step; every `eval_every` epochs measure loss, p_pos and top-1 on h
 from __future__ import annotations
 
 import math
+import resource
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .augment import AugmentationParams, SSLAugmentation, simclr_transform
+from .batch_augment import DeviceTwoViewLoader
 from .config import Config
 from .data import ImageSet, load_split
 from .loss import contrastive_metrics, nt_xent, simclr_logits_targets
 from .model import SimCLRModel
 from .runtime import pick_device, seed_everything
-from .storage import RunPaths, save_checkpoint, save_json
+from .storage import RunPaths, load_checkpoint, load_json, save_checkpoint, save_json
 
 
-def two_view_loader(images: ImageSet, cfg: Config, shuffle: bool, seed: int) -> DataLoader:
-    transform = simclr_transform(AugmentationParams(crop_scale=(cfg.crop_min_scale, 1.0)))
-    return DataLoader(SSLAugmentation(images, transform), batch_size=cfg.batch_size, shuffle=shuffle,
-                      drop_last=True, num_workers=cfg.num_workers,
-                      generator=torch.Generator().manual_seed(seed))
+def two_view_loader(images: ImageSet, cfg: Config, shuffle: bool, seed: int,
+                    device: torch.device) -> DataLoader | DeviceTwoViewLoader:
+    """Batches of (view 1, view 2), from the fast on-device pipeline or the reference per-image one."""
+    params = AugmentationParams(crop_scale=(cfg.crop_min_scale, 1.0))
+    if cfg.pipeline == "fast":
+        return DeviceTwoViewLoader(images.images, cfg.batch_size, params, seed, device, shuffle)
+    return DataLoader(SSLAugmentation(images, simclr_transform(params)), batch_size=cfg.batch_size,
+                      shuffle=shuffle, drop_last=True, num_workers=cfg.num_workers,
+                      pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+
+
+def embed_pairs(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """z for both views; on CUDA the network runs in bfloat16 and channels_last, the loss stays in float32."""
+    x1, x2 = (x.to(device, non_blocking=True) for x in (x1, x2))
+    if device.type == "cuda":
+        x1, x2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        z = model(torch.cat([x1, x2]))  # one pass: both views share the BatchNorm statistics
+    return z[:len(x1)].float(), z[len(x1):].float()
 
 
 @torch.no_grad()
@@ -43,8 +63,8 @@ def evaluate_ssl(model: SimCLRModel, images: ImageSet, cfg: Config, device: torc
     batches = 0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 1)
-        for x1, x2 in two_view_loader(images, cfg, shuffle=False, seed=cfg.seed + 1):
-            logits, targets = simclr_logits_targets(model(x1.to(device)), model(x2.to(device)), cfg.temperature)
+        for x1, x2 in two_view_loader(images, cfg, shuffle=False, seed=cfg.seed + 1, device=device):
+            logits, targets = simclr_logits_targets(*embed_pairs(model, x1, x2, device), cfg.temperature)
             totals["loss"] += torch.nn.functional.cross_entropy(logits, targets).item()
             for name, value in contrastive_metrics(logits, targets).items():
                 totals[name] += value
@@ -76,8 +96,11 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True,
 
     seed_everything(cfg.seed)
     model = SimCLRModel(cfg.width, cfg.proj_dim).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    train_loader = two_view_loader(train_set, cfg, shuffle=True, seed=cfg.seed)
+    forward = torch.compile(model) if cfg.compile else model
+    train_loader = two_view_loader(train_set, cfg, shuffle=True, seed=cfg.seed, device=device)
     total_steps = cfg.epochs * len(train_loader)
     schedule = (lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))) \
         if cfg.lr_schedule == "cosine" else (lambda step: 1.0)
@@ -99,7 +122,7 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True,
         model.train()
         epoch_loss = 0.0
         for x1, x2 in train_loader:
-            loss = nt_xent(model(x1.to(device)), model(x2.to(device)), cfg.temperature)
+            loss = nt_xent(*embed_pairs(forward, x1, x2, device), cfg.temperature)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"the loss became {loss.item()} at step {bar.n + 1} (epoch {epoch}); the last good "
@@ -121,4 +144,37 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True,
         if epoch % cfg.save_every == 0 or epoch == cfg.epochs:
             save(epoch)
     bar.close()
+    log["peak_memory_mb"] = peak_memory_mb(device)
+    save_json(paths.ssl_log, log)
     return log
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far: allocated GPU memory on CUDA, resident set size on the CPU."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
+
+
+def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[SimCLRModel, Config]:
+    """The model saved in a checkpoint, with the config it was trained with."""
+    state = load_checkpoint(checkpoint)
+    cfg = Config.from_dict(state["config"])
+    model = SimCLRModel(cfg.width, cfg.proj_dim)
+    model.load_state_dict(state["model"])
+    return model.to(device), cfg
+
+
+def load_or_train(cfg: Config, out: str = ".", progress: bool = True) -> tuple[SimCLRModel, dict[str, Any]]:
+    """Reuse the finished run in `out` if it was trained with exactly `cfg`; else train it now.
+
+    This lets every notebook run alone: the first one that needs the encoder trains it, the rest reuse it.
+    """
+    paths = RunPaths(out)
+    if paths.checkpoint.is_file() and paths.ssl_log.is_file():
+        log = load_json(paths.ssl_log)
+        if log.get("finished") and log["config"] == cfg.to_dict():
+            return load_model(paths.checkpoint, pick_device(cfg.device))[0], log
+    log = train_ssl(cfg, out, progress)
+    return load_model(paths.checkpoint, pick_device(cfg.device))[0], log

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import torch
 from matplotlib.figure import Figure
 
 from .storage import RunPaths, load_json
@@ -64,6 +65,42 @@ def probe_accuracy(probe_log: dict[str, Any]) -> Figure:
     ax.axhline(0.1, color="k", ls=":", lw=1, label="chance (10 classes)")
     ax.set(ylabel="test accuracy", ylim=(0, 1), title="Linear probe accuracy")
     ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: torch.Tensor, titles: list[str] | None = None, ncols: int = 8,
+               size: float = 1.3, row_labels: list[str] | None = None) -> Figure:
+    """Show uint8 images (N, 3, H, W) in a grid, optionally titled, with optional labels on the left."""
+    nrows = -(-len(images) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.1), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if i < len(images):
+            ax.imshow(images[i].permute(1, 2, 0).numpy())
+            if titles:
+                ax.set_title(titles[i], fontsize=8)
+    for row, label in enumerate(row_labels or []):
+        axes[row, 0].set_ylabel(label, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def similarity_heatmap(matrix: torch.Tensor, batch_size: int, title: str = "S = Z Z^T") -> Figure:
+    """An N x N matrix with the positive pairs outlined and the halves (view 1 / view 2) marked."""
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    shown = ax.imshow(matrix.numpy(), cmap="viridis")
+    n = len(matrix)
+    for i in range(n):
+        j = (i + batch_size) % n
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", lw=1.5))
+    ax.axhline(batch_size - 0.5, color="w", lw=1)
+    ax.axvline(batch_size - 0.5, color="w", lw=1)
+    ax.set(title=title, xlabel="column j (candidate)", ylabel="row i (anchor)")
+    fig.colorbar(shown, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
 

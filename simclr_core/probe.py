@@ -18,6 +18,7 @@ from tqdm import tqdm
 from .augment import normalize
 from .config import Config
 from .data import ImageSet, load_split
+from .engine import load_model
 from .model import SimCLRModel
 from .runtime import pick_device, seed_everything
 from .storage import RunPaths, load_checkpoint, save_json
@@ -75,11 +76,13 @@ def train_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: tor
 
 def load_encoder(checkpoint_path: str, device: torch.device | str = "cpu") -> tuple[nn.Module, Config]:
     """The trained encoder f of a checkpoint (the head g is dropped), with the config it was trained with."""
-    state = load_checkpoint(checkpoint_path)
-    cfg = Config.from_dict(state["config"])
-    model = SimCLRModel(cfg.width, cfg.proj_dim)
-    model.load_state_dict(state["model"])
-    return model.encoder.to(device), cfg
+    model, cfg = load_model(checkpoint_path, device)
+    return model.encoder, cfg
+
+
+def pixel_features(images: ImageSet) -> torch.Tensor:
+    """Raw pixels as features (N, 3072): what a linear classifier can do with no encoder at all."""
+    return normalize()(images.images).flatten(1)
 
 
 def random_encoder(cfg: Config, device: torch.device | str = "cpu") -> nn.Module:

@@ -55,3 +55,18 @@ def test_truncated_checkpoint_is_named(run_dir: Path, tmp_path: Path) -> None:
     broken.write_bytes(RunPaths(run_dir).checkpoint.read_bytes()[:1000])
     with pytest.raises(ValueError, match="not a readable simclr-book checkpoint"):
         load_checkpoint(broken)
+
+
+@pytest.mark.parametrize("pipeline", ["fast", "reference"])
+def test_training_is_reproducible_under_a_seed(cifar_train, cifar_test, tmp_path: Path, pipeline: str) -> None:
+    from simclr_core.config import make_config
+    from simclr_core.engine import train_ssl
+
+    cfg = make_config("smoke", data="cifar10", epochs=1, pipeline=pipeline)
+    first = train_ssl(cfg, str(tmp_path / "a"), progress=False, train_set=cifar_train, eval_set=cifar_test)
+    again = train_ssl(cfg, str(tmp_path / "b"), progress=False, train_set=cifar_train, eval_set=cifar_test)
+    other = train_ssl(make_config("smoke", data="cifar10", epochs=1, pipeline=pipeline, seed=1),
+                      str(tmp_path / "c"), progress=False, train_set=cifar_train, eval_set=cifar_test)
+    assert len(first["step_loss"]) == len(cifar_train) // cfg.batch_size
+    assert first["step_loss"] == again["step_loss"] and first["evals"] == again["evals"]
+    assert first["step_loss"] != other["step_loss"]

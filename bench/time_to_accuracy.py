@@ -1,0 +1,63 @@
+"""Time to accuracy on this machine: train each candidate CPU configuration, then probe it.
+
+Each candidate is the `quick` preset with a few fields changed; the result is the linear-probe test accuracy
+(SimCLR and the same network at random init) against the seconds the training took. The winner becomes the
+`quick` preset. Usage:
+
+    python bench/time_to_accuracy.py --data data/cifar10-jpeg [--only NAME ...]
+
+Results are appended to bench/results/time_to_accuracy.json with the machine, data copy and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from simclr_core.config import make_config
+from simclr_core.engine import train_ssl
+from simclr_core.probe import run_probe
+
+CANDIDATES: dict[str, dict] = {
+    "w16-b256-8ep": dict(width=16, batch_size=256, lr=2e-3, epochs=8),
+    "w16-b128-8ep": dict(width=16, batch_size=128, lr=1e-3, epochs=8),
+    "w8-b256-15ep": dict(width=8, batch_size=256, lr=2e-3, epochs=15),
+    "w16-b128-8ep-T0.5": dict(width=16, batch_size=128, lr=1e-3, epochs=8, temperature=0.5),
+}
+RESULTS = Path(__file__).parent / "results" / "time_to_accuracy.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.environ.get("SIMCLR_DATA", "cifar10"))
+    parser.add_argument("--only", nargs="*", default=sorted(CANDIDATES), choices=sorted(CANDIDATES))
+    args = parser.parse_args()
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    for name in args.only:
+        cfg = make_config("quick", data=args.data, eval_batches=2, save_every=100, **CANDIDATES[name])
+        out = tempfile.mkdtemp(prefix=f"tta-{name}-")
+        log = train_ssl(cfg, out, progress=False)
+        probe = run_probe(out, progress=False)
+        results.append({
+            "name": name, "overrides": CANDIDATES[name], "train_seconds": log["train_seconds"],
+            "simclr_test_accuracy": round(probe["simclr"]["test_accuracy"], 4),
+            "random_test_accuracy": round(probe["random"]["test_accuracy"], 4),
+            "probe_train_images": probe["train_images"], "test_images": probe["test_images"],
+            "data": os.path.basename(os.path.normpath(args.data)), "machine": f"{platform.machine()}, "
+            f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads",
+            "date": datetime.date.today().isoformat()})
+        print(json.dumps(results[-1]), flush=True)
+        RESULTS.write_text(json.dumps(results, indent=1))
+        shutil.rmtree(out)
+
+
+if __name__ == "__main__":
+    main()
