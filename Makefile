@@ -12,7 +12,7 @@ endif
 UNPACK := $(addsuffix /train,$(filter $(LOCAL_CIFAR),$(SIMCLR_DATA)))
 CHAPTERS := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 
-.PHONY: install book notebooks quick test clean
+.PHONY: install book notebooks quick test bench clean
 
 install:  ## the package with everything the book and the tests need
 	$(PYTHON) -m pip install -e ".[book,test]"
@@ -24,7 +24,7 @@ book: install  ## build the book from the notebooks' stored outputs into book/_b
 	jupyter-book build -W -n --keep-going book
 
 notebooks: $(UNPACK)  ## re-run every chapter and store its outputs in the paired .ipynb
-	for nb in $(CHAPTERS); do jupytext --to ipynb --set-kernel python3 --execute $$nb || exit 1; done
+	for nb in $(CHAPTERS); do jupytext --to ipynb --update --set-kernel python3 --execute $$nb || exit 1; done
 
 quick: $(UNPACK)  ## train, probe and plot the CPU-sized preset into $(OUT)
 	$(PYTHON) -m simclr_core train --preset quick --out $(OUT)
@@ -35,6 +35,11 @@ test: install $(UNPACK)  ## lint, unit tests (with the book build and Chromium c
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest tests
 	$(PYTHON) -m pytest --nbval --nbval-current-env notebooks
+
+bench: install $(UNPACK)  ## CPU benchmarks (about 30 minutes): throughput vs the seed's pipeline and lightly, time to accuracy
+	$(PYTHON) -m pip install -e ".[bench]"
+	$(PYTHON) bench/throughput.py
+	$(PYTHON) bench/time_to_accuracy.py
 
 clean:
 	rm -rf book/_build runs

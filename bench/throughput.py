@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from simclr_core.augment import AugmentationParams, SSLAugmentation, simclr_transform
+from simclr_core.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentationParams, SSLAugmentation, simclr_transform
 from simclr_core.batch_augment import DeviceTwoViewLoader
 from simclr_core.data import ImageSet, load_split
 from simclr_core.loss import nt_xent
@@ -75,8 +75,9 @@ def make_loader(pipeline: str, images: ImageSet, batch_size: int):
     from lightly.transforms import SimCLRTransform
 
     transform = SimCLRTransform(input_size=32, cj_prob=params.jitter_p, cj_strength=0.5, min_scale=0.3,
-                                random_gray_scale=0.0, gaussian_blur=params.blur_p, kernel_size=3,
-                                sigmas=params.blur_sigma, vf_prob=0.0, hf_prob=params.flip_p, rr_prob=0.0)
+                                random_gray_scale=0.0, gaussian_blur=params.blur_p, sigmas=params.blur_sigma,
+                                vf_prob=0.0, hf_prob=params.flip_p, rr_prob=0.0,
+                                normalize={"mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)})
     return DataLoader(PILTwoViews(images, transform), **loader_args)
 
 

@@ -27,6 +27,7 @@ from simclr_core.engine import train_ssl
 from simclr_core.probe import run_probe
 
 CANDIDATES: dict[str, dict] = {
+    "quick": {},  # the adopted preset as it stands
     "w16-b256-8ep": dict(width=16, batch_size=256, lr=2e-3, epochs=8),
     "w16-b128-8ep": dict(width=16, batch_size=128, lr=1e-3, epochs=8),
     "w8-b256-15ep": dict(width=8, batch_size=256, lr=2e-3, epochs=15),

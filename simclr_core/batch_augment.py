@@ -19,6 +19,7 @@ distributions with torchvision's own per-image transforms.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -28,28 +29,43 @@ from .augment import CIFAR10_MEAN, CIFAR10_STD, AugmentationParams
 CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before falling back to the whole image
 
 
-def _uniform(low: float, high: float, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    return low + (high - low) * torch.rand(n, generator=generator, device=device)
+class Draws:
+    """Uniform random numbers for the images of a batch, from one seeded generator.
+
+    In a distributed run each process augments its own rows `offset .. offset + n` of a global batch of
+    `total` images: every process draws the numbers for the whole global batch (the same on all of them,
+    from the same seed) and keeps its rows, so the views are those a single process would make.
+    """
+
+    def __init__(self, generator: torch.Generator, offset: int = 0, total: int | None = None):
+        self.generator, self.offset, self.total = generator, offset, total
+
+    def rand(self, n: int, *shape: int) -> torch.Tensor:
+        total = self.total if self.total is not None else n
+        drawn = torch.rand(total, *shape, generator=self.generator, device=self.generator.device)
+        return drawn[self.offset:self.offset + n]
+
+    def uniform(self, low: float, high: float, n: int) -> torch.Tensor:
+        return low + (high - low) * self.rand(n)
 
 
-def sample_crop_boxes(n: int, size: int, params: AugmentationParams, generator: torch.Generator,
-                      device: torch.device) -> torch.Tensor:
+def sample_crop_boxes(n: int, size: int, params: AugmentationParams, draws: Draws) -> torch.Tensor:
     """(n, 4) boxes (top, left, height, width) in whole pixels, drawn as torchvision's RandomResizedCrop does."""
     area = size * size
-    scale = _uniform(*params.crop_scale, n * CROP_ATTEMPTS, generator, device) * area
-    log_ratio = _uniform(math.log(params.crop_ratio[0]), math.log(params.crop_ratio[1]), n * CROP_ATTEMPTS,
-                         generator, device)
-    ratio = log_ratio.exp()
-    width = (scale * ratio).sqrt().round().view(n, CROP_ATTEMPTS)
-    height = (scale / ratio).sqrt().round().view(n, CROP_ATTEMPTS)
+    low, high = params.crop_scale
+    scale = (low + (high - low) * draws.rand(n, CROP_ATTEMPTS)) * area
+    log_low, log_high = math.log(params.crop_ratio[0]), math.log(params.crop_ratio[1])
+    ratio = (log_low + (log_high - log_low) * draws.rand(n, CROP_ATTEMPTS)).exp()
+    width = (scale * ratio).sqrt().round()
+    height = (scale / ratio).sqrt().round()
     fits = (width > 0) & (width <= size) & (height > 0) & (height <= size)
-    first_fit = torch.where(fits.any(1), fits.float().argmax(1), torch.zeros_like(fits[:, 0], dtype=torch.long))
-    rows = torch.arange(n, device=device)
+    first_fit = fits.float().argmax(1)  # 0 when none fits; replaced by the fallback below
+    rows = torch.arange(n, device=width.device)
     width, height = width[rows, first_fit], height[rows, first_fit]
     fallback = ~fits.any(1)  # no attempt fitted: the whole image, as torchvision does when ratio 1 is allowed
     width, height = torch.where(fallback, size, width), torch.where(fallback, size, height)
-    top = (torch.rand(n, generator=generator, device=device) * (size - height + 1)).floor()
-    left = (torch.rand(n, generator=generator, device=device) * (size - width + 1)).floor()
+    top = (draws.rand(n) * (size - height + 1)).floor()
+    left = (draws.rand(n) * (size - width + 1)).floor()
     return torch.stack([top, left, height, width], dim=1)
 
 
@@ -115,20 +131,20 @@ def adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return value.unsqueeze(1) - (value * saturation).unsqueeze(1) * weight
 
 
-def color_jitter(images: torch.Tensor, params: AugmentationParams, generator: torch.Generator) -> torch.Tensor:
+def color_jitter(images: torch.Tensor, params: AugmentationParams, draws: Draws) -> torch.Tensor:
     """torchvision's ColorJitter with probability `jitter_p`, per-image factors and a per-image random order."""
-    n, device = len(images), images.device
-    applied = torch.rand(n, generator=generator, device=device) < params.jitter_p
+    n = len(images)
+    applied = draws.rand(n) < params.jitter_p
     identity = {"brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.0}
     ranges = {"brightness": (1 - params.brightness, 1 + params.brightness),
               "contrast": (1 - params.contrast, 1 + params.contrast),
               "saturation": (1 - params.saturation, 1 + params.saturation),
               "hue": (-params.hue, params.hue)}
-    factors = {name: torch.where(applied, _uniform(low, high, n, generator, device), identity[name])
+    factors = {name: torch.where(applied, draws.uniform(low, high, n), identity[name])
                for name, (low, high) in ranges.items()}
     operations = {"brightness": adjust_brightness, "contrast": adjust_contrast,
                   "saturation": adjust_saturation, "hue": adjust_hue}
-    order = torch.rand(n, 4, generator=generator, device=device).argsort(1)  # a random permutation per image
+    order = draws.rand(n, 4).argsort(1)  # a random permutation of the four operations per image
     out = images.clone()
     for position in range(4):
         for index, (name, operation) in enumerate(operations.items()):
@@ -138,12 +154,12 @@ def color_jitter(images: torch.Tensor, params: AugmentationParams, generator: to
     return out
 
 
-def gaussian_blur(images: torch.Tensor, params: AugmentationParams, generator: torch.Generator) -> torch.Tensor:
+def gaussian_blur(images: torch.Tensor, params: AugmentationParams, draws: Draws) -> torch.Tensor:
     """A per-image Gaussian blur (kernel `blur_kernel`, sigma in `blur_sigma`) with probability `blur_p`."""
     n, c, h, w = images.shape
     device = images.device
-    applied = torch.rand(n, generator=generator, device=device) < params.blur_p
-    sigma = _uniform(*params.blur_sigma, n, generator, device)
+    applied = draws.rand(n) < params.blur_p
+    sigma = draws.uniform(*params.blur_sigma, n)
     radius = params.blur_kernel // 2
     x = torch.arange(-radius, radius + 1, device=device, dtype=images.dtype)
     kernel = torch.exp(-(x[None] ** 2) / (2 * sigma[:, None] ** 2))
@@ -167,14 +183,16 @@ class BatchAugmentation:
         self.mean = torch.tensor(CIFAR10_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(CIFAR10_STD, device=device).view(1, 3, 1, 1)
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, offset: int = 0, total: int | None = None) -> torch.Tensor:
+        """Augment `images`, which are rows `offset ..` of a global batch of `total` (default: all of it)."""
         n, _, size, _ = images.shape
+        draws = Draws(self.generator, offset, total)
         x = images.float() / 255
-        boxes = sample_crop_boxes(n, size, self.params, self.generator, x.device)
-        flip = torch.rand(n, generator=self.generator, device=x.device) < self.params.flip_p
+        boxes = sample_crop_boxes(n, size, self.params, draws)
+        flip = draws.rand(n) < self.params.flip_p
         x = crop_and_flip(x, boxes, flip)
-        x = color_jitter(x, self.params, self.generator)
-        x = gaussian_blur(x, self.params, self.generator)
+        x = color_jitter(x, self.params, draws)
+        x = gaussian_blur(x, self.params, draws)
         if not self.normalized:
             return (x * 255).round().to(torch.uint8)
         return (x - self.mean) / self.std
@@ -185,23 +203,28 @@ class DeviceTwoViewLoader:
 
     The uint8 images are moved to `device` once (50,000 CIFAR images are 150 MB); each batch is indexed
     there and augmented twice by `BatchAugmentation`. Nothing crosses between host and device per batch.
+    In a distributed run (`world_size` > 1) every process shuffles the same way, takes its own
+    `batch_size` rows of each global batch of `batch_size * world_size`, and augments them as one process
+    would augment the whole global batch: each epoch's shards are disjoint.
     """
 
     def __init__(self, images: torch.Tensor, batch_size: int, params: AugmentationParams, seed: int,
-                 device: torch.device | str, shuffle: bool = True):
+                 device: torch.device | str, shuffle: bool = True, rank: int = 0, world_size: int = 1):
         self.images = images.to(device)
-        self.batch_size = batch_size
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.shuffle = shuffle
         self.augment = BatchAugmentation(params, seed, device)
         self.order_generator = torch.Generator(device=device).manual_seed(seed)
 
     def __len__(self) -> int:
-        return len(self.images) // self.batch_size  # drop the last, incomplete batch
+        return len(self.images) // (self.batch_size * self.world_size)  # drop the last, incomplete batch
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, device = len(self.images), self.images.device
         order = torch.randperm(n, generator=self.order_generator, device=device) if self.shuffle \
             else torch.arange(n, device=device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            batch = self.images[order[start:start + self.batch_size]]
-            yield self.augment(batch), self.augment(batch)
+        global_batch = self.batch_size * self.world_size
+        offset = self.rank * self.batch_size
+        for start in range(0, len(self) * global_batch, global_batch):
+            batch = self.images[order[start + offset:start + offset + self.batch_size]]
+            yield (self.augment(batch, offset, global_batch), self.augment(batch, offset, global_batch))

@@ -11,7 +11,9 @@ import sys
 from dataclasses import MISSING, fields
 from typing import Any
 
+from . import distributed
 from .config import DATA_ENV_VAR, PRESETS, Config, make_config
+from .engine import TrainingStopped
 
 
 def _boolean(text: str) -> bool:
@@ -53,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="reference: the seed's 100-epoch run (GPU); quick: minutes on a CPU; "
                             "smoke: seconds, to check the wiring (default: reference)")
     train.add_argument("--out", default=".", help="output folder (default: current folder)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from checkpoints/latest.pt (its config, plus any "
+                            "flags given here that are safe to change, such as --epochs)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_flags(train)
 
@@ -74,13 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        from .engine import train_ssl
+        from .engine import checkpoint_config, train_ssl
 
-        log = train_ssl(make_config(args.preset, **_overrides(args)), args.out, progress=not args.no_progress)
-        last = log["evals"][-1]
-        print(f"trained {log['config']['epochs']} epochs in {log['train_seconds']:.0f} s: held-out loss "
-              f"{last['loss']:.3f}, p_pos {last['p_pos']:.3f}, top-1 {last['top1']:.3f}; "
-              f"checkpoint in {args.out}/checkpoints/latest.pt")
+        cfg = checkpoint_config(args.out, _overrides(args)) if args.resume else \
+            make_config(args.preset, **_overrides(args))
+        try:
+            log = train_ssl(cfg, args.out, progress=not args.no_progress, resume=args.resume)
+        finally:
+            distributed.teardown()
+        if log["evals"]:  # only the main process evaluates and writes
+            last = log["evals"][-1]
+            print(f"trained {log['config']['epochs']} epochs in {log['train_seconds']:.0f} s: held-out loss "
+                  f"{last['loss']:.3f}, p_pos {last['p_pos']:.3f}, top-1 {last['top1']:.3f}; "
+                  f"checkpoint in {args.out}/checkpoints/latest.pt")
     elif args.command == "probe":
         from .probe import run_probe
 
@@ -101,8 +112,11 @@ def main(argv: list[str] | None = None) -> None:
         run(argv)
     except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
         sys.exit(f"error: {error}")
+    except TrainingStopped as stopped:
+        print(stopped, file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
-        sys.exit("interrupted: the last checkpoint written (if any) is kept")
+        sys.exit("interrupted: the last checkpoint written (if any) is kept; resume with train --resume")
 
 
 def train_main() -> None:

@@ -15,16 +15,23 @@ import torch
 import torch.nn.functional as F
 
 
-def simclr_logits_targets(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits S / T (N, N) with the diagonal set to -inf, and the index of each row's positive (N,)."""
+def simclr_logits_targets(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
+                          rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits S / T (N, N) with the diagonal set to -inf, and the index of each row's positive (N,).
+
+    `rows` keeps only those anchors (rows of S), each still against all N candidates: a process of a
+    distributed run computes the rows of its own images over the gathered global batch.
+    """
     if z1.shape != z2.shape or z1.ndim != 2:
         raise ValueError(f"z1 and z2 must both be (B, D); got {tuple(z1.shape)} and {tuple(z2.shape)}")
     z = torch.cat([z1, z2], dim=0)
     n, b = z.shape[0], z1.shape[0]
-    similarities = z @ z.T
-    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    rows = torch.arange(n, device=z.device) if rows is None else rows
+    similarities = z[rows] @ z.T
+    self_mask = torch.zeros_like(similarities, dtype=torch.bool)
+    self_mask[torch.arange(len(rows), device=z.device), rows] = True  # a view is not its own candidate
     logits = similarities.masked_fill(self_mask, float("-inf")) / temperature
-    targets = (torch.arange(n, device=z.device) + b) % n
+    targets = (rows + b) % n
     return logits, targets
 
 

@@ -18,10 +18,10 @@ from tqdm import tqdm
 from .augment import normalize
 from .config import Config
 from .data import ImageSet, load_split
-from .engine import load_model
+from .engine import checkpoint_config, load_model
 from .model import SimCLRModel
 from .runtime import pick_device, seed_everything
-from .storage import RunPaths, load_checkpoint, save_json
+from .storage import RunPaths, save_json
 
 
 @torch.no_grad()
@@ -109,7 +109,7 @@ def run_probe(out: str = ".", overrides: dict[str, Any] | None = None, progress:
     `overrides` changes probe settings (or the data) of the config stored in the checkpoint.
     """
     paths = RunPaths(out)
-    cfg = Config.from_dict({**load_checkpoint(paths.checkpoint)["config"], **(overrides or {})}).validate()
+    cfg = checkpoint_config(out, overrides)
     device = pick_device(cfg.device)
     trained, _ = load_encoder(str(paths.checkpoint), device)
     train_set = load_split(cfg.data, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)

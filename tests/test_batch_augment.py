@@ -21,6 +21,7 @@ from simclr_core.augment import AugmentationParams
 from simclr_core.batch_augment import (
     BatchAugmentation,
     DeviceTwoViewLoader,
+    Draws,
     adjust_brightness,
     adjust_contrast,
     adjust_hue,
@@ -68,7 +69,7 @@ def test_colour_operations_match_torchvision(images: torch.Tensor) -> None:
 
 def test_blur_matches_torchvision(images: torch.Tensor) -> None:
     params = AugmentationParams(blur_p=1.0, blur_sigma=(0.8, 0.8))
-    ours = gaussian_blur(images, params, torch.Generator().manual_seed(0))
+    ours = gaussian_blur(images, params, Draws(torch.Generator().manual_seed(0)))
     torch.testing.assert_close(ours, TF.gaussian_blur(images, [3, 3], [0.8, 0.8]), atol=1e-5, rtol=0)
 
 
@@ -89,7 +90,7 @@ def test_whole_image_box_without_flip_is_the_identity(images: torch.Tensor) -> N
 # --- the random parameters follow torchvision's distributions -----------------------------------------
 
 def test_crop_boxes_follow_random_resized_crop() -> None:
-    ours = sample_crop_boxes(N, 32, PARAMS, torch.Generator().manual_seed(0), torch.device("cpu"))
+    ours = sample_crop_boxes(N, 32, PARAMS, Draws(torch.Generator().manual_seed(0)))
     torch.manual_seed(0)
     crop = v2.RandomResizedCrop(32, scale=PARAMS.crop_scale, ratio=PARAMS.crop_ratio)
     blank = torch.zeros(3, 32, 32)
@@ -109,9 +110,9 @@ def _changed(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
 
 def test_jitter_and_blur_rates_match_the_recipe(images: torch.Tensor) -> None:
     batch = images.repeat(N // len(images) + 1, 1, 1, 1)[:N]
-    generator = torch.Generator().manual_seed(1)
-    assert_rate(_changed(batch, color_jitter(batch, PARAMS, generator)).float().mean().item(), PARAMS.jitter_p)
-    assert_rate(_changed(batch, gaussian_blur(batch, PARAMS, generator)).float().mean().item(), PARAMS.blur_p)
+    draws = Draws(torch.Generator().manual_seed(1))
+    assert_rate(_changed(batch, color_jitter(batch, PARAMS, draws)).float().mean().item(), PARAMS.jitter_p)
+    assert_rate(_changed(batch, gaussian_blur(batch, PARAMS, draws)).float().mean().item(), PARAMS.blur_p)
 
 
 def test_flip_rate_matches_the_recipe() -> None:
@@ -131,7 +132,7 @@ def test_jitter_factor_distributions_match_color_jitter(name: str) -> None:
     params = AugmentationParams(jitter_p=1.0, **only)
     image = torch.tensor([0.7, 0.4, 0.2]).view(3, 1, 1).expand(3, 2, 2).clone()
     image[:, 0, 0] = torch.tensor([0.1, 0.3, 0.6])  # two colours, so contrast has something to act on
-    ours = color_jitter(image.expand(N, 3, 2, 2), params, torch.Generator().manual_seed(3))
+    ours = color_jitter(image.expand(N, 3, 2, 2), params, Draws(torch.Generator().manual_seed(3)))
     torch.manual_seed(3)
     jitter = v2.ColorJitter(**{key: (value if value else None) for key, value in only.items()})
     theirs = torch.stack([jitter(image) for _ in range(N)])
@@ -152,6 +153,14 @@ def test_views_are_seeded_normalised_and_differ(cifar_test) -> None:
     assert not torch.equal(first, BatchAugmentation(seed=6)(batch))
     augment = BatchAugmentation(seed=5)
     assert (augment(batch) - augment(batch)).flatten(1).abs().amax(1).min() > 0.01  # two views always differ
+
+
+def test_slices_of_a_global_batch_are_the_views_of_the_whole(cifar_test) -> None:
+    """Two processes that each augment half of a batch make exactly the views of one process doing all."""
+    batch = cifar_test.images[:96]
+    whole = BatchAugmentation(seed=7)(batch)
+    halves = [BatchAugmentation(seed=7)(batch[i * 48:(i + 1) * 48], offset=i * 48, total=96) for i in (0, 1)]
+    torch.testing.assert_close(torch.cat(halves), whole)
 
 
 def test_device_loader_batches_like_a_dataloader(cifar_test) -> None:

@@ -1,0 +1,120 @@
+# %% [markdown]
+# # 1. Augmentation views: what SimCLR is told to ignore
+#
+# SimCLR never sees a label. Its only signal is this: *two random views of the same image should embed
+# close together, views of different images far apart.* So the augmentations that make the two views are
+# the whole definition of the task. Whatever they change (framing, left/right, colour, sharpness), the
+# encoder is trained to ignore; whatever survives them (shapes, parts, textures) is what its features may use.
+#
+# This chapter answers one question: **what does one training example look like?** We look at real
+# CIFAR-10 images, at each augmentation alone, and at the pairs of views the loss actually compares.
+
+# %% tags=["parameters"]
+import os
+
+DATA = os.environ.get("SIMCLR_DATA", "cifar10")  # "cifar10" downloads; or a folder with train/ and test/
+
+# %%
+import torch
+
+from simclr_core.augment import AugmentationParams, SSLAugmentation, recipe_steps, simclr_transform
+from simclr_core.data import load_split
+from simclr_core.plots import image_grid
+
+images = load_split(DATA, "test", subset=200, seed=0)  # 20 test images of each class, decoded to uint8
+print(images.images.shape, images.images.dtype)
+
+# %% [markdown]
+# ## The recipe, one step at a time
+#
+# The reference recipe has four random steps, applied in this order, then a normalisation:
+#
+# | step | parameters | what the encoder must become insensitive to |
+# | --- | --- | --- |
+# | random resized crop | keep 30-100% of the area, aspect 3/4-4/3, back to 32x32 | position, size, occlusion |
+# | horizontal flip | p = 0.5 | left/right orientation |
+# | colour jitter | p = 0.8; brightness, contrast, saturation 0.4, hue 0.1 | lighting and colour cast |
+# | Gaussian blur | p = 0.5; 3x3 kernel, sigma 0.1-2 | sharpness, fine texture |
+#
+# Below, every row applies one step alone (always on, so its effect shows) to the same six images.
+
+# %%
+torch.manual_seed(0)
+always = AugmentationParams(flip_p=1.0, jitter_p=1.0, blur_p=1.0)
+originals = images.images[::33][:6]
+rows = [originals] + [torch.stack([step(img) for img in originals]) for step in recipe_steps(always).values()]
+row_names = ["original"] + list(recipe_steps(always))
+fig = image_grid(torch.cat(rows), ncols=6, row_labels=row_names)
+
+# %% [markdown]
+# Cropping is the strongest of the four: a crop can keep only a wheel of a car or the head of a bird, and
+# the network is told that this is "the same" as the whole picture. The SimCLR paper found crop plus colour
+# jitter to be the pair that matters most: with crops alone the network can cheat by matching the colour
+# histograms of the two views, which stay the same however the image is cut.
+#
+# The crop's size is drawn as a share of the image area between 0.3 and 1. We check that claim on the
+# transform itself: draw many crop boxes and measure their areas.
+
+# %%
+crop = recipe_steps()["crop"]
+boxes = [crop.make_params([images.images[0]]) for _ in range(4000)]
+area_share = torch.tensor([b["height"] * b["width"] / 32**2 for b in boxes])
+print(f"crop area share: min {area_share.min():.2f}, median {area_share.median():.2f}, max {area_share.max():.2f}")
+
+# %%
+# Check: every crop keeps between 30% and 100% of the image (up to rounding to whole pixels).
+assert area_share.min() >= 0.3 - 0.03 and area_share.max() <= 1.0
+assert 0.5 < area_share.median() < 0.8
+
+# %% [markdown]
+# ## Pairs of views: the positives of the loss
+#
+# `SSLAugmentation` wraps a dataset and returns two independently augmented views of each image. Each row
+# below is one image: the original, then view 1 and view 2, for eight images. These two views are a
+# *positive pair*; every view of every *other* image in the batch is a negative.
+
+# %%
+torch.manual_seed(1)
+pairs = SSLAugmentation(images, simclr_transform(normalized=False))
+shown = []
+for i in range(0, 200, 25):
+    view1, view2 = pairs[i]
+    shown += [images.images[i], view1, view2]
+fig = image_grid(torch.stack(shown), ncols=6, titles=["original", "view 1", "view 2"] * 8, size=1.2)
+
+# %% [markdown]
+# ## Why this defines what the features mean
+#
+# In pixel space two views of one image are not close at all. Compare the distance between the two views
+# of one image with the distance between views of two *different* images: if the pixels were already a good
+# representation, the first would be much smaller than the second.
+
+# %%
+torch.manual_seed(2)
+normalized_pairs = SSLAugmentation(images)
+views = [normalized_pairs[i] for i in range(len(images))]
+v1 = torch.stack([a for a, _ in views]).flatten(1)
+v2_ = torch.stack([b for _, b in views]).flatten(1)
+same_image = (v1 - v2_).norm(dim=1)
+other_image = (v1 - v2_.roll(1, dims=0)).norm(dim=1)  # view 1 of image i against view 2 of image i - 1
+ratio = (same_image.mean() / other_image.mean()).item()
+print(f"mean pixel distance: same image {same_image.mean():.1f}, different images {other_image.mean():.1f}, "
+      f"ratio {ratio:.2f}")
+share_closer = (other_image < same_image).float().mean().item()
+print(f"share of images whose own second view is farther than another image's view: {share_closer:.2f}")
+
+# %%
+# Check: in pixel space, the two views of one image are on average more than half as far apart as views
+# of two different images, and for a sizeable share of images another image's view is even closer.
+assert ratio > 0.5
+assert share_closer > 0.1
+
+# %% [markdown]
+# So the task is not solvable by comparing pixels: the encoder has to discover what stays the same under
+# cropping, flipping, recolouring and blurring. Those invariants (object parts, shapes, textures) happen to be
+# what separates CIFAR-10's classes, and chapter 5 measures how much.
+#
+# **What to take away**
+# - A training example is a pair of heavily augmented views; the pair, not a label, is the supervision.
+# - The recipe is the specification: change it and you change what the features encode.
+# - Next: [chapter 2](02_loss_indexing) turns a batch of such pairs into a loss.

@@ -1,0 +1,148 @@
+# %% [markdown]
+# # 2. The loss, indexed: NT-Xent step by step
+#
+# Chapter 1 made pairs of views. This chapter answers: **how does a batch of pairs become one number to
+# minimise?** We follow `simclr_core.loss` line by line on tensors small enough to read, and check it
+# against a loop written straight from the formula.
+#
+# For a batch of $B$ images the encoder and head give two unit vectors per image, $z^{(1)}_k$ and
+# $z^{(2)}_k$. Stack them into $N = 2B$ rows, $Z = [z^{(1)}; z^{(2)}]$. Row $i$'s positive is the other view
+# of the same image, row $(i + B) \bmod N$. With cosine similarities $s_{ij} = z_i \cdot z_j$ and a
+# temperature $T$:
+#
+# $$\ell_i = -\log \frac{\exp(s_{i,p(i)}/T)}{\sum_{k \ne i} \exp(s_{ik}/T)}, \qquad
+#   L = \frac{1}{N}\sum_i \ell_i .$$
+#
+# Each row is a classification problem with $N - 1$ choices: "which of the other views is my partner?"
+
+# %%
+import math
+
+import torch
+import torch.nn.functional as F
+
+from simclr_core.loss import contrastive_metrics, nt_xent, simclr_logits_targets
+from simclr_core.plots import similarity_heatmap
+
+torch.set_printoptions(precision=3, sci_mode=False)
+
+# %% [markdown]
+# ## Three images, two views each
+#
+# $B = 3$ images with 2-dimensional embeddings, so every vector is an angle on the unit circle. View 2 of
+# each image is a slightly rotated copy of view 1: the positives are close, the images are spread out.
+
+# %%
+B, T = 3, 0.5
+angles = torch.tensor([0.0, 2.0, 4.0])  # radians: image k sits at angle k
+z1 = torch.stack([angles.cos(), angles.sin()], dim=1)
+z2 = torch.stack([(angles + 0.3).cos(), (angles + 0.3).sin()], dim=1)
+Z = torch.cat([z1, z2])
+print("Z = [z1; z2], shape", tuple(Z.shape))
+print(Z)
+
+# %% [markdown]
+# ## The similarity matrix and its mask
+#
+# $S = Z Z^\top$ is $N \times N$. Its diagonal is each view compared with itself (always 1): that is not a
+# choice the row may make, so it is set to $-\infty$ before the softmax. The red boxes are the positives,
+# two off-diagonal bands $B$ places from the diagonal: the top-right block pairs view 1 with view 2, the
+# bottom-left block view 2 with view 1.
+
+# %%
+S = Z @ Z.T
+print(S)
+fig = similarity_heatmap(S, B, title="S = Z Z^T (red: positives)")
+
+# %%
+logits, targets = simclr_logits_targets(z1, z2, temperature=T)
+print("targets = (arange(N) + B) % N =", targets.tolist())
+print("logits = S / T with -inf on the diagonal:")
+print(logits)
+
+# %%
+# Check: the logits are S / T off the diagonal, -inf on it, and each row's target is the other view.
+N = 2 * B
+assert targets.tolist() == [3, 4, 5, 0, 1, 2]
+assert torch.isneginf(logits.diagonal()).all()
+off_diagonal = ~torch.eye(N, dtype=torch.bool)
+torch.testing.assert_close(logits[off_diagonal], (S / T)[off_diagonal])
+for i in range(N):
+    assert targets[i] % B == i % B and targets[i] != i  # same image, other view
+
+# %% [markdown]
+# ## Cross-entropy on S / T is the loss
+#
+# With the diagonal masked, each row's softmax runs over the $N - 1$ other views, and `cross_entropy` with
+# the targets above is exactly $\ell_i$ averaged over rows. Here is the same loss as a plain loop over
+# anchors, written from the formula alone:
+
+# %%
+def naive_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> float:
+    views = torch.cat([z1, z2])
+    n, b = len(views), len(z1)
+    total = 0.0
+    for i in range(n):
+        positive = (i + b) % n
+        numerator = math.exp(views[i] @ views[positive] / temperature)
+        denominator = sum(math.exp(views[i] @ views[k] / temperature) for k in range(n) if k != i)
+        total += -math.log(numerator / denominator)
+    return total / n
+
+
+loss = nt_xent(z1, z2, temperature=T)
+reference = naive_nt_xent(z1, z2, temperature=T)
+print(f"nt_xent: {loss.item():.6f}   naive loop: {reference:.6f}")
+
+# %%
+# Check: the vectorised loss equals the loop.
+assert abs(loss.item() - reference) < 1e-5
+
+# %% [markdown]
+# ## p_pos and top-1: reading the softmax
+#
+# Two numbers summarise how well the rows solve their classification problem, and training logs both:
+#
+# - **p_pos**: the softmax probability each row gives its positive, averaged. At chance it is $1/(N-1)$.
+# - **top-1**: the share of rows whose positive is the most similar view. This is *retrieval inside the
+#   batch*, not classification accuracy: no class label is involved.
+
+# %%
+probabilities = logits.softmax(dim=1)
+print("softmax per row:")
+print(probabilities)
+metrics = contrastive_metrics(logits, targets)
+print({name: round(value, 4) for name, value in metrics.items()})
+
+# %%
+# Check: p_pos is the mean of the probabilities in the target columns, and here every positive wins.
+torch.testing.assert_close(torch.tensor(metrics["p_pos"]), probabilities[torch.arange(N), targets].mean())
+assert metrics["top1"] == 1.0 and metrics["p_pos"] > 1 / (N - 1)
+
+# %% [markdown]
+# ## What a bad embedding costs
+#
+# Two reference points bracket every training curve. If the encoder collapses (all views the same vector),
+# every row's softmax is uniform over $N - 1$ views and the loss is $\log(N - 1)$. If the positives are
+# swapped for wrong partners, the loss rises above that.
+
+# %%
+collapsed = F.normalize(torch.ones(B, 2), dim=1)
+print(f"collapsed: {nt_xent(collapsed, collapsed, T).item():.4f}  vs log(N - 1) = {math.log(N - 1):.4f}")
+wrong = nt_xent(z1, z2.roll(1, dims=0), T)
+print(f"positives shuffled: {wrong.item():.4f}; correct positives: {loss.item():.4f}")
+
+# %%
+# Check: collapse gives exactly log(N - 1); correct pairs beat it, wrong pairs do worse than it.
+assert abs(nt_xent(collapsed, collapsed, T).item() - math.log(N - 1)) < 1e-6
+assert loss.item() < math.log(N - 1) < wrong.item()
+
+# %% [markdown]
+# For a training batch of 128 images, $N - 1 = 255$ and $\log 255 \approx 5.54$: a freshly initialised
+# network starts near there (its embeddings are nearly collapsed), which is where chapter 3's curves begin.
+#
+# **What to take away**
+# - Positives sit $B$ places off the diagonal: `targets = (arange(N) + B) % N`.
+# - Masking the diagonal removes the trivial answer "I am most similar to myself".
+# - NT-Xent is an $(N-1)$-way cross-entropy per view; p_pos and top-1 read off how it is going.
+# - Next: [chapter 3](03_training) trains an encoder with it.

@@ -1,0 +1,194 @@
+# %% [markdown]
+# # 4. Temperature and hard negatives: where the gradient goes
+#
+# NT-Xent divides every similarity by a temperature $T$ before the softmax (the reference uses $T = 0.2$).
+# This chapter answers: **what does $T$ change?** Not which answer is right, but *how the gradient is shared
+# among the negatives*. For one anchor $i$ with softmax probabilities $P_{ij}$ over its candidates, the
+# gradient of its loss with respect to a negative's similarity is
+#
+# $$\frac{\partial \ell_i}{\partial s_{ij}} = \frac{P_{ij}}{T} \quad (j \text{ a negative}), \qquad
+#   \frac{\partial \ell_i}{\partial s_{i,p(i)}} = \frac{P_{i,p(i)} - 1}{T}.$$
+#
+# A negative is pushed away in proportion to its softmax probability. Negatives that already look like the
+# anchor (**hard negatives**) get a large share; low temperatures make that share larger still.
+
+# %% tags=["parameters"]
+import os
+
+PRESET = "quick"  # "reference" on a GPU
+DATA = os.environ.get("SIMCLR_DATA", "cifar10")
+DEVICE = "auto"
+RUN_DIR = "../runs/book"
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+
+from simclr_core.analysis import entropy, nearest_neighbours, top_k_share
+from simclr_core.augment import normalize
+from simclr_core.config import make_config
+from simclr_core.data import load_split
+from simclr_core.engine import load_or_train
+from simclr_core.plots import image_grid
+
+TEMPERATURES = [0.05, 0.1, 0.2, 0.5, 1.0]
+
+# %% [markdown]
+# ## One anchor, sixteen candidates
+#
+# A hand-made anchor: its positive has similarity 0.9, and 15 negatives range from clearly different (-0.3)
+# to nearly as similar as the positive (0.8). The same similarities, softmaxed at five temperatures:
+
+# %%
+similarities = torch.cat([torch.tensor([0.9]), torch.linspace(-0.3, 0.8, 15)])  # index 0 is the positive
+probabilities = {T: (similarities / T).softmax(0) for T in TEMPERATURES}
+
+fig, axes = plt.subplots(1, len(TEMPERATURES), figsize=(13, 2.6), sharey=True)
+for ax, T in zip(axes, TEMPERATURES, strict=True):
+    colors = ["tab:green"] + ["tab:red"] * 15
+    ax.bar(range(16), probabilities[T].numpy(), color=colors)
+    ax.set(title=f"T = {T}", xlabel="candidate (0 = positive)")
+axes[0].set_ylabel("softmax probability")
+fig.tight_layout()
+plt.show()
+for T in TEMPERATURES:
+    print(f"T = {T:<4}  p_pos = {probabilities[T][0]:.3f}  hardest negative = {probabilities[T][-1]:.3f}")
+
+# %% [markdown]
+# At high temperature the softmax is nearly flat: every negative gets a similar, small push. At low
+# temperature almost all the mass sits on the positive and the few negatives closest to it.
+#
+# ## The gradient on each negative is P / T
+#
+# We check the formula above with autograd: differentiate the anchor's cross-entropy with respect to its
+# similarities and compare with the softmax.
+
+# %%
+gradients = {}
+for T in TEMPERATURES:
+    s = similarities.clone().requires_grad_()
+    F.cross_entropy((s / T).unsqueeze(0), torch.tensor([0])).backward()
+    gradients[T] = s.grad
+
+# %%
+# Check: dL/ds_j = P_j / T for every negative, and (P_pos - 1) / T for the positive.
+for T in TEMPERATURES:
+    P = probabilities[T]
+    torch.testing.assert_close(gradients[T][1:], P[1:] / T)
+    torch.testing.assert_close(gradients[T][0], (P[0] - 1) / T)
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.6))
+for T in TEMPERATURES:
+    ax.plot(similarities[1:].numpy(), gradients[T][1:].numpy(), "o-", ms=3, label=f"T = {T}")
+ax.set(yscale="log", xlabel="similarity of the negative to the anchor", ylabel="dL / ds (push away)",
+       title="Gradient on each negative")
+ax.legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# On a log scale each curve is a straight line of slope $1/T$: the push grows *exponentially* with the
+# negative's similarity, and the lower the temperature, the steeper. At $T = 0.05$ the hardest negative is
+# pushed many orders of magnitude harder than the easiest.
+#
+# ## How concentrated is the push?
+#
+# Two summaries of the negatives' share of the gradient, as $T$ varies: the **entropy** of the weights
+# (in nats: $\log 15 \approx 2.71$ when all 15 negatives share equally) and the **top-3 share** (the fraction
+# of the total push that goes to the three hardest negatives; 0.2 when equal).
+
+# %%
+grid = torch.logspace(-2, 0.5, 30, dtype=torch.float64)
+negative_weights = torch.stack([(similarities[1:].double() / T).softmax(0) for T in grid])
+grid_entropy, grid_top3 = entropy(negative_weights), top_k_share(negative_weights, 3)
+fig, ax1 = plt.subplots(figsize=(6, 3.4))
+ax1.semilogx(grid.numpy(), grid_entropy.numpy(), color="tab:blue")
+ax1.set(xlabel="temperature T", title="Concentration of the push on hard negatives")
+ax1.set_ylabel("entropy (nats)", color="tab:blue")
+ax2 = ax1.twinx()
+ax2.semilogx(grid.numpy(), grid_top3.numpy(), color="tab:red")
+ax2.set_ylabel("top-3 share", color="tab:red")
+fig.tight_layout()
+plt.show()
+
+# %%
+# Check: lowering T never spreads the push (entropy never rises, top-3 share never falls as T falls), and
+# it goes from nearly uniform at high T to almost all on the three hardest at T = 0.01.
+assert (grid_entropy.diff() >= 0).all() and (grid_top3.diff() <= 0).all()
+assert grid_top3[0] > 0.9 and grid_top3[-1] < 0.3
+
+# %% [markdown]
+# ## Hard negatives in real images
+#
+# Now the trained encoder of chapter 3 (trained here if that run is missing). We embed 2,000 test images,
+# without augmentation, into the space the loss works in ($z$, after the projection head), and ask the same
+# question of real batches of 256 images: what share of each anchor's push goes to its 5% hardest
+# negatives?
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+cfg = make_config(PRESET, data=DATA, device=DEVICE)
+model, _ = load_or_train(cfg, RUN_DIR, progress=False)
+model = model.cpu().eval()
+test = load_split(DATA, "test", subset=2000, seed=0)
+with torch.no_grad():
+    z = torch.cat([model(normalize()(test.images[i:i + 500])) for i in range(0, len(test), 500)])
+print(z.shape)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+batch = z[:256]
+pair_similarities = batch @ batch.T
+off_diagonal = ~torch.eye(len(batch), dtype=torch.bool)
+negatives = pair_similarities[off_diagonal].view(len(batch), -1)  # 255 other images per anchor
+k = int(0.05 * negatives.shape[1])
+real_share = {T: top_k_share((negatives / T).softmax(1), k).mean().item() for T in TEMPERATURES}
+for T, share in real_share.items():
+    print(f"T = {T:<4}  share of the push on the hardest {k} of 255 negatives: {share:.2f}")
+
+# %%
+# Check: in real batches too, the hardest 5% of negatives take a larger share of the push as T falls,
+# and at the reference T = 0.2 they take more than their 5% head count.
+shares = [real_share[T] for T in TEMPERATURES]
+assert all(a > b for a, b in zip(shares, shares[1:], strict=False))
+assert real_share[0.2] > 0.05
+
+# %% [markdown]
+# ## Who are the hard negatives?
+#
+# For six test images (left column), the five *other* test images the encoder finds most similar: exactly
+# the negatives that get the biggest push. Many are of the **same class** as the anchor: the loss is pushing
+# apart two different cats because it has no labels to tell it they belong together.
+
+# %%
+anchors = torch.tensor([3, 250, 610, 1004, 1420, 1899])
+hardest = nearest_neighbours(z, z, k=5, exclude_self=True)
+rows = torch.cat([torch.stack([test.images[a], *test.images[hardest[a]]]) for a in anchors])
+names = [f"{'anchor: ' if j == 0 else ''}{test.classes[int(c)]}"
+         for a in anchors for j, c in enumerate([test.labels[a], *test.labels[hardest[a]]])]
+fig = image_grid(rows, titles=names, ncols=6, size=1.3)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+same_class = (test.labels[hardest] == test.labels[:, None]).float().mean().item()
+print(f"share of the 5 hardest negatives that share the anchor's class: {same_class:.2f} (chance: 0.10)")
+
+# %%
+# Check: hard negatives are of the anchor's class far more often than chance (10 balanced classes).
+assert same_class > 0.2
+
+# %% [markdown]
+# This is the tension Wang & Liu (2021) named the *uniformity-tolerance dilemma*. A low temperature
+# concentrates the push on hard negatives, which spreads embeddings evenly (uniformity) but also tears apart
+# images of the same class that happen to be similar (less tolerance). A high temperature is tolerant but
+# treats easy and hard negatives alike and learns slowly. Values around 0.1-0.5 are the usual compromise;
+# the reference uses 0.2.
+#
+# **What to take away**
+# - $T$ does not change which answer is right; it changes how the gradient is shared: $\partial\ell/\partial
+#   s_{ij} = P_{ij}/T$.
+# - Lower $T$ sends more of the push to the hardest negatives, and in real data many of those share the
+#   anchor's class.
+# - Next: [chapter 5](05_linear_probe) measures whether the features separate classes after all.

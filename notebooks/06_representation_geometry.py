@@ -1,0 +1,153 @@
+# %% [markdown]
+# # 6. Representation geometry: alignment, uniformity and neighbours
+#
+# The linear probe gives one number. This chapter, beyond the reference, answers: **what shape does the
+# embedding space take?** Wang & Isola (2020) showed that the contrastive loss, with many negatives,
+# optimises two properties of the unit-sphere embeddings $z$:
+#
+# - **alignment**: positive pairs (two views of one image) land close together,
+#   $\mathcal{L}_{align} = \mathbb{E}\,\lVert z - z^+ \rVert^2$ (lower is better);
+# - **uniformity**: all embeddings spread evenly over the sphere, keeping as much information as possible,
+#   $\mathcal{L}_{unif} = \log \mathbb{E}\, e^{-2\lVert z_i - z_j \rVert^2}$ (lower is better; $t = 2$).
+#
+# We measure both for the trained encoder and for the same network at random init, then look at nearest
+# neighbours: a k-NN classifier and retrieval galleries, which read the class structure without training
+# anything.
+
+# %% tags=["parameters"]
+import os
+
+PRESET = "quick"  # "reference" on a GPU
+DATA = os.environ.get("SIMCLR_DATA", "cifar10")
+DEVICE = "auto"
+RUN_DIR = "../runs/book"
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+
+from simclr_core.analysis import alignment, knn_accuracy, nearest_neighbours, uniformity
+from simclr_core.augment import SSLAugmentation
+from simclr_core.config import make_config
+from simclr_core.data import load_split
+from simclr_core.engine import load_or_train
+from simclr_core.model import SimCLRModel
+from simclr_core.plots import image_grid
+from simclr_core.probe import extract_features
+from simclr_core.runtime import seed_everything
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+cfg = make_config(PRESET, data=DATA, device=DEVICE)
+trained, _ = load_or_train(cfg, RUN_DIR, progress=False)
+seed_everything(cfg.seed)
+models = {"SimCLR": trained.cpu().eval(), "random init": SimCLRModel(cfg.width, cfg.proj_dim).eval()}
+test = load_split(DATA, "test", subset=2000, seed=0)
+bank = load_split(DATA, "train", subset=10_000, seed=0)  # the k-NN "memory": labelled training images
+
+# %% [markdown]
+# ## Alignment and uniformity
+#
+# Two augmented views of each of 2,000 test images (the same views for both encoders), embedded into $z$.
+
+# %%
+torch.manual_seed(0)
+pairs = SSLAugmentation(test)
+views = [pairs[i] for i in range(len(test))]
+x1, x2 = torch.stack([a for a, _ in views]), torch.stack([b for _, b in views])
+geometry = {}
+with torch.no_grad():
+    for name, model in models.items():
+        z1, z2 = model(x1), model(x2)
+        geometry[name] = {"z1": z1, "z2": z2, "alignment": alignment(z1, z2), "uniformity": uniformity(z1)}
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+for name, g in geometry.items():
+    print(f"{name:>12}: alignment {g['alignment']:.3f}   uniformity {g['uniformity']:.3f}")
+
+# %% [markdown]
+# The random network's alignment looks excellent, and that is the trap: it maps *every* image to nearly the
+# same point, so two views are close only because everything is close. Its uniformity near 0 (the value
+# for a single point; the ideal on a 128-d sphere is about -4) gives it away. Pre-training spreads the
+# images out (uniformity falls a long way) while keeping each image's views together. The histograms make
+# this visible: cosine similarity of positive pairs against pairs of different images.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=False)
+for ax, (name, g) in zip(axes, geometry.items(), strict=True):
+    positive = (g["z1"] * g["z2"]).sum(1)
+    negative = (g["z1"] * g["z2"].roll(1, dims=0)).sum(1)
+    bins = torch.linspace(-1, 1, 61).numpy()
+    ax.hist(positive.numpy(), bins=bins, alpha=0.6, density=True, label="two views of one image")
+    ax.hist(negative.numpy(), bins=bins, alpha=0.6, density=True, label="views of different images")
+    ax.set(title=name, xlabel="cosine similarity")
+    ax.legend(fontsize=8, loc="upper left")
+fig.tight_layout()
+plt.show()
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+def separation(g: dict) -> float:
+    """How far apart different images are, in units of how far apart one image's views are."""
+    positive_distance = (g["z1"] - g["z2"]).pow(2).sum(1).mean()
+    negative_distance = (g["z1"] - g["z2"].roll(1, dims=0)).pow(2).sum(1).mean()
+    return (negative_distance / positive_distance).item()
+
+
+for name, g in geometry.items():
+    print(f"{name:>12}: different images are {separation(g):.1f}x farther apart than two views of one image")
+
+# %%
+# Checks on what the text claims: the trained embeddings are far more uniform than the random ones, and
+# relative to that spread, its positives are much closer (better separation of positives from negatives).
+assert geometry["SimCLR"]["uniformity"] < geometry["random init"]["uniformity"] - 0.5
+assert separation(geometry["SimCLR"]) > 2 * separation(geometry["random init"])
+
+# %% [markdown]
+# ## k-NN accuracy: classes from neighbours alone
+#
+# A test image gets the majority label of its 20 most cosine-similar training images, in the encoder's
+# features $h$ (the ones the linear probe uses). No training at all: if the classes are clustered, this works.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+features = {name: (extract_features(m.encoder, bank), extract_features(m.encoder, test))
+            for name, m in models.items()}
+knn = {name: knn_accuracy(f_bank, bank.labels, f_test, test.labels, k=20)
+       for name, (f_bank, f_test) in features.items()}
+for name, accuracy in knn.items():
+    print(f"{name:>12}: 20-NN test accuracy {accuracy:.3f}")
+
+# %%
+# Check: neighbours in SimCLR feature space share the query's class more often than in random features.
+assert knn["SimCLR"] > knn["random init"] + 0.03
+
+# %% [markdown]
+# ## Retrieval galleries
+#
+# Each row: a test image (left), then its 7 nearest training images. Top block: SimCLR features; bottom
+# block: the same queries with random-init features. Titles are the true classes, which neither encoder
+# ever saw.
+
+# %%
+queries = torch.tensor([5, 333, 777, 1234, 1666])
+for name, (f_bank, f_test) in features.items():
+    neighbours = nearest_neighbours(f_test[queries], f_bank, k=7)
+    rows = torch.cat([torch.stack([test.images[q], *bank.images[n]]) for q, n in zip(queries, neighbours, strict=True)])
+    titles = [bank.classes[int(c)] for q, n in zip(queries, neighbours, strict=True)
+              for c in [test.labels[q], *bank.labels[n]]]
+    fig = image_grid(rows, titles=titles, ncols=8, size=1.15)
+    fig.suptitle(name, y=1.02)
+    plt.show()
+
+# %% [markdown]
+# The SimCLR neighbours tend to share the query's overall shape and layout, and often its class; the
+# random-init neighbours mostly share its colours. That is chapter 1's recipe at work: colour was jittered
+# away, so the trained encoder had to match on something else.
+#
+# **What to take away**
+# - Contrastive learning trades a little alignment for a lot of uniformity: the images spread over the
+#   sphere while each image's views stay together.
+# - Alignment alone can mislead (a collapsed network is perfectly aligned); read it next to uniformity.
+# - Neighbourhoods in feature space carry class information that no label put there.
