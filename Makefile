@@ -33,8 +33,8 @@ quick: $(UNPACK)  ## train, probe and plot the CPU-sized preset into $(OUT)
 
 test: install $(UNPACK)  ## lint, unit tests (with the book build and Chromium check), then nbval
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m pytest tests
-	$(PYTHON) -m pytest --nbval --nbval-current-env notebooks
+	$(PYTHON) -m pytest tests --durations=5
+	$(PYTHON) -m pytest --nbval --nbval-current-env notebooks --durations=0 -q
 
 bench: install $(UNPACK)  ## CPU benchmarks (about 30 minutes): throughput vs the seed's pipeline and lightly, time to accuracy
 	$(PYTHON) -m pip install -e ".[bench]"

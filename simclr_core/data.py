@@ -9,6 +9,7 @@ sub-folder per class, as `torchvision.datasets.ImageFolder` reads it.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,17 +120,23 @@ def _load_image_folder(root: Path, split: str, subset: int, seed: int) -> ImageS
                                     f"{other} {other_classes}: both splits need the same classes")
     label_tensor = torch.tensor(labels, dtype=torch.int64)
     keep = balanced_indices(label_tensor, subset, seed)
-    images = np.stack([_decode(paths[i]) for i in keep.tolist()])
+    decoded = [_decode(paths[i]) for i in keep.tolist()]
+    resized = sum(was_resized for _, was_resized in decoded)
+    if resized:
+        warnings.warn(f"{resized} of {len(decoded)} images in {split_dir} were not {IMAGE_SIZE}x{IMAGE_SIZE} and "
+                      f"were resized to it", stacklevel=3)
+    images = np.stack([pixels for pixels, _ in decoded])
     return ImageSet(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), label_tensor[keep], classes)
 
 
-def _decode(path: Path) -> np.ndarray:
-    """One image as (32, 32, 3) uint8 RGB: other modes are converted, other sizes resized."""
+def _decode(path: Path) -> tuple[np.ndarray, bool]:
+    """One image as (32, 32, 3) uint8 RGB (other modes are converted), and whether it had to be resized."""
     try:
         with Image.open(path) as image:
             image = image.convert("RGB")
-            if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+            resized = image.size != (IMAGE_SIZE, IMAGE_SIZE)
+            if resized:
                 image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BICUBIC)
-            return np.asarray(image, dtype=np.uint8)
+            return np.asarray(image, dtype=np.uint8), resized
     except OSError as error:
         raise ValueError(f"cannot read image {path} ({error}): remove or replace the file") from error

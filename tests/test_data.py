@@ -44,7 +44,8 @@ def _write_tree(root: Path, splits: dict[str, list[str]], size: int = 32, mode: 
 
 def test_image_folder_converts_modes_and_resizes(tmp_path: Path) -> None:
     _write_tree(tmp_path, {"train": ["a", "b"], "test": ["a", "b"]}, size=40, mode="L")
-    split = load_split(str(tmp_path), "train")
+    with pytest.warns(UserWarning, match="6 of 6 images .* were resized"):  # said once, not per image
+        split = load_split(str(tmp_path), "train")
     assert split.images.shape == (6, 3, 32, 32)
     assert split.labels.tolist() == [0, 0, 0, 1, 1, 1]
 
@@ -53,6 +54,16 @@ def test_missing_split_folder_says_how_to_lay_it_out(tmp_path: Path) -> None:
     _write_tree(tmp_path, {"train": ["a"]})
     with pytest.raises(DataNotFoundError, match="no test/ folder"):
         load_split(str(tmp_path), "test")
+
+
+def test_empty_dataset_folders_say_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "train").mkdir()
+    with pytest.raises(DataNotFoundError, match="holds no class folders"):
+        load_split(str(tmp_path), "train")
+    (tmp_path / "train" / "cats").mkdir()
+    (tmp_path / "train" / "cats" / "notes.txt").write_text("no images here")
+    with pytest.raises(DataNotFoundError, match="no image files"):
+        load_split(str(tmp_path), "train")
 
 
 def test_classes_that_differ_between_splits_are_named(tmp_path: Path) -> None:

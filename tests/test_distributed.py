@@ -18,6 +18,7 @@ from simclr_core import distributed
 from simclr_core.config import make_config
 from simclr_core.engine import train_ssl
 from simclr_core.loss import nt_xent, simclr_logits_targets
+from simclr_core.probe import extract_features, load_encoder
 
 WORLD = 2
 GLOBAL_BATCH = 8
@@ -118,3 +119,6 @@ def test_two_process_training_matches_one_process(cifar_train, cifar_test, tmp_p
     # summation order flip the sign of near-zero gradients and the runs drift apart slowly, not at once
     assert two["step_loss"][1] == pytest.approx(one["step_loss"][1], abs=1e-3)
     assert two["step_loss"] == pytest.approx(one["step_loss"], abs=3e-2)
+    # the distributed run's checkpoint is an ordinary one: the probe's feature extraction reads it
+    encoder, _ = load_encoder(str(tmp_path / "two" / "checkpoints" / "latest.pt"))
+    assert extract_features(encoder, eval_set).shape == (64, 64)
