@@ -13,7 +13,7 @@ from typing import Any
 
 from . import distributed
 from .config import DATA_ENV_VAR, PRESETS, Config, make_config
-from .engine import TrainingStopped
+from .resume import TrainingStopped
 
 
 def _boolean(text: str) -> bool:
@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        from .engine import checkpoint_config, train_ssl
+        from .engine import train_ssl
+        from .resume import checkpoint_config
 
         cfg = checkpoint_config(args.out, _overrides(args)) if args.resume else \
             make_config(args.preset, **_overrides(args))

@@ -7,20 +7,13 @@ take NT-Xent, step; every `eval_every` epochs measure loss, p_pos and top-1 on h
 
 from __future__ import annotations
 
-import contextlib
 import math
-import random
 import resource
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -33,6 +26,7 @@ from .config import Config
 from .data import ImageSet, load_split
 from .loss import contrastive_metrics, simclr_logits_targets
 from .model import SimCLRModel
+from .resume import TrainingStopped, capture_rng, check_resumable, restore_rng, stop_requests
 from .runtime import pick_device, seed_everything
 from .storage import RunPaths, load_checkpoint, load_json, save_checkpoint, save_json
 
@@ -88,83 +82,6 @@ def evaluate_ssl(model: SimCLRModel, images: ImageSet, cfg: Config, device: torc
                 break
     model.train()
     return {name: total / batches for name, total in totals.items()}
-
-
-# Fields that may differ when a run is resumed: bookkeeping and hardware, not what the weights were trained on.
-RESUMABLE_CHANGES = {"epochs", "eval_every", "eval_batches", "save_every", "device", "num_workers", "compile",
-                     "probe_epochs", "probe_lr", "probe_batch_size", "probe_train_subset"}
-
-
-class TrainingStopped(Exception):
-    """A stop signal arrived; the checkpoint of the step it stopped at is on disk."""
-
-
-def check_resumable(saved: Config, wanted: Config, checkpoint: Path) -> None:
-    """Refuse to continue a run with settings that would make it a different run."""
-    changed = [f.name for f in fields(Config)
-               if getattr(saved, f.name) != getattr(wanted, f.name) and f.name not in RESUMABLE_CHANGES]
-    if changed:
-        was = ", ".join(f"{name}={getattr(saved, name)!r}" for name in changed)
-        now = ", ".join(f"{name}={getattr(wanted, name)!r}" for name in changed)
-        raise ValueError(f"cannot resume {checkpoint}: it was trained with {was}, this run asks for {now}; "
-                         f"resume with the checkpoint's values or train into a new --out folder")
-
-
-def checkpoint_config(out: str, overrides: dict[str, Any] | None = None) -> Config:
-    """The config stored in the run in `out`, with `overrides` applied and validated."""
-    stored = load_checkpoint(RunPaths(out).checkpoint)["config"]
-    return Config.from_dict({**stored, **(overrides or {})}).validate()
-
-
-def _loader_generators(loader: DataLoader | DeviceTwoViewLoader) -> list[torch.Generator]:
-    if isinstance(loader, DeviceTwoViewLoader):
-        return [loader.order_generator, loader.augment.generator]
-    return [loader.generator]
-
-
-def capture_rng(loader: DataLoader | DeviceTwoViewLoader) -> dict[str, Any]:
-    """Every random state the training loop draws from, in a form `torch.load(weights_only=True)` reads."""
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    return {"python": random.getstate(), "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position,
-                                                   has_gauss, cached),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "loader": [g.get_state() for g in _loader_generators(loader)]}
-
-
-def restore_rng(states: dict[str, Any], loader: DataLoader | DeviceTwoViewLoader) -> None:
-    random.setstate(states["python"])
-    name, keys, position, has_gauss, cached = states["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
-    torch.set_rng_state(states["torch"])
-    if states["cuda"]:
-        torch.cuda.set_rng_state_all(states["cuda"])
-    for generator, state in zip(_loader_generators(loader), states["loader"], strict=True):
-        generator.set_state(state)
-
-
-@contextlib.contextmanager
-def stop_requests() -> Iterator[list[str]]:
-    """Turn SIGINT (Ctrl-C) and SIGTERM into a request that the loop honours at the next step boundary.
-
-    A second signal stops at once; the checkpoint on disk is then the last one written (never a torn file).
-    """
-    requested: list[str] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield requested
-        return
-
-    def request(signum: int, frame: object) -> None:
-        if requested:
-            raise KeyboardInterrupt
-        requested.append(signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield requested
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: ImageSet | None = None,

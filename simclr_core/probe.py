@@ -18,8 +18,9 @@ from tqdm import tqdm
 from .augment import normalize
 from .config import Config
 from .data import ImageSet, load_split
-from .engine import checkpoint_config, load_model
+from .engine import load_model
 from .model import SimCLRModel
+from .resume import checkpoint_config
 from .runtime import pick_device, seed_everything
 from .storage import RunPaths, save_json
 

@@ -19,7 +19,8 @@ from simclr_core import distributed
 from simclr_core.cli import main
 from simclr_core.config import make_config
 from simclr_core.data import load_split
-from simclr_core.engine import TrainingStopped, train_ssl
+from simclr_core.engine import train_ssl
+from simclr_core.resume import TrainingStopped
 from simclr_core.storage import CHECKPOINT_FORMAT, RunPaths, load_checkpoint, load_json, save_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
