@@ -163,6 +163,18 @@ def test_slices_of_a_global_batch_are_the_views_of_the_whole(cifar_test) -> None
     torch.testing.assert_close(torch.cat(halves), whole)
 
 
+def test_distributed_shards_are_disjoint_and_make_the_single_process_views(cifar_test) -> None:
+    """Each of 2 processes gets its half of every global batch, with the views one process would make."""
+    images = cifar_test.images[:256]
+    single = list(DeviceTwoViewLoader(images, 64, PARAMS, seed=3, device="cpu"))
+    shards = [list(DeviceTwoViewLoader(images, 32, PARAMS, seed=3, device="cpu", rank=r, world_size=2))
+              for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == len(single) == 4
+    for step, (x1, x2) in enumerate(single):
+        torch.testing.assert_close(torch.cat([shards[0][step][0], shards[1][step][0]]), x1)
+        torch.testing.assert_close(torch.cat([shards[0][step][1], shards[1][step][1]]), x2)
+
+
 def test_device_loader_batches_like_a_dataloader(cifar_test) -> None:
     loader = DeviceTwoViewLoader(cifar_test.images, 100, PARAMS, seed=0, device="cpu")
     batches = list(loader)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from simclr_core.config import make_config
 from simclr_core.engine import train_ssl
 from simclr_core.loss import nt_xent, simclr_logits_targets
 from simclr_core.probe import extract_features, load_encoder
+from simclr_core.resume import TrainingStopped
 
 WORLD = 2
 GLOBAL_BATCH = 8
@@ -122,3 +124,35 @@ def test_two_process_training_matches_one_process(cifar_train, cifar_test, tmp_p
     # the distributed run's checkpoint is an ordinary one: the probe's feature extraction reads it
     encoder, _ = load_encoder(str(tmp_path / "two" / "checkpoints" / "latest.pt"))
     assert extract_features(encoder, eval_set).shape == (64, 64)
+
+
+def _resume_worker(rank: int, port: int, out: str, train_set, eval_set, stop_at: int, resume: bool) -> None:
+    _join(rank, port)
+    cfg = make_config("smoke", data="cifar10", epochs=2, batch_size=32, eval_batches=1)
+    if stop_at and rank == 0:  # only one process is signalled; both must stop at the same step
+        original, calls = distributed.global_nt_xent, {"n": 0}
+
+        def signalled(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == stop_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return original(*args, **kwargs)
+
+        distributed.global_nt_xent = signalled
+    try:
+        train_ssl(cfg, out, progress=False, train_set=train_set, eval_set=eval_set, resume=resume)
+    except TrainingStopped:
+        Path(out, f"stopped{rank}").write_text("yes")
+    dist.destroy_process_group()
+
+
+def test_two_process_run_stops_together_and_resumes_exactly(cifar_train, cifar_test, tmp_path: Path) -> None:
+    train_set, eval_set = cifar_train.subset(torch.arange(128)), cifar_test.subset(torch.arange(64))
+    whole, split = str(tmp_path / "whole"), str(tmp_path / "split")
+    for out, stop_at, resume in ((whole, 0, False), (split, 6, False), (split, 0, True)):
+        mp.spawn(_resume_worker, args=(_free_port(), out, train_set, eval_set, stop_at, resume), nprocs=WORLD)
+        if stop_at:
+            assert (tmp_path / "split" / "stopped0").is_file() and (tmp_path / "split" / "stopped1").is_file()
+    logs = [json.loads((tmp_path / name / "logs" / "ssl_results.json").read_text()) for name in ("whole", "split")]
+    assert len(logs[0]["step_loss"]) == 8 and logs[0]["step_loss"] == logs[1]["step_loss"]
+    assert logs[1]["finished"]
