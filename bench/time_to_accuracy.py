@@ -32,6 +32,8 @@ CANDIDATES: dict[str, dict] = {
     "w16-b128-8ep": dict(width=16, batch_size=128, lr=1e-3, epochs=8),
     "w8-b256-15ep": dict(width=8, batch_size=256, lr=2e-3, epochs=15),
     "w16-b128-8ep-T0.5": dict(width=16, batch_size=128, lr=1e-3, epochs=8, temperature=0.5),
+    "quick-b64": dict(batch_size=64),
+    "quick-lr2e-3": dict(lr=2e-3),
 }
 RESULTS = Path(__file__).parent / "results" / "time_to_accuracy.json"
 

@@ -83,6 +83,43 @@ for i in range(0, 200, 25):
 fig = image_grid(torch.stack(shown), ncols=6, titles=["original", "view 1", "view 2"] * 8, size=1.2)
 
 # %% [markdown]
+# ## The same views, a whole batch at a time
+#
+# Training does not call these per-image transforms. `BatchAugmentation` (the default `fast` pipeline)
+# applies the same recipe to a whole batch in a few tensor operations, on whatever device holds the batch,
+# with its own random parameters for every image. Below, the same eight images: per-image torchvision views
+# on the left, batched views on the right. The tests check that each operation matches torchvision's and that
+# every random parameter follows torchvision's distribution; here we check one visible consequence, how far the
+# two views of an image differ on average.
+
+# %%
+from simclr_core.batch_augment import BatchAugmentation
+
+batched = BatchAugmentation(seed=0, normalized=False)
+sample = images.images[::25][:8]
+torch.manual_seed(3)
+per_image_views = torch.stack([simclr_transform(normalized=False)(img) for img in sample])
+fig = image_grid(torch.stack([im for pair in zip(per_image_views, batched(sample), strict=True) for im in pair]),
+                 ncols=4, titles=["per image", "batched"] * 8, size=1.3)
+
+# %%
+def mean_view_gap(view1: torch.Tensor, view2: torch.Tensor) -> float:
+    """Mean absolute pixel difference between the two views of each image, in uint8 units."""
+    return (view1.float() - view2.float()).abs().mean().item()
+
+
+torch.manual_seed(4)
+per_image = simclr_transform(normalized=False)
+gap_per_image = mean_view_gap(torch.stack([per_image(im) for im in images.images]),
+                              torch.stack([per_image(im) for im in images.images]))
+gap_batched = mean_view_gap(batched(images.images), batched(images.images))
+print(f"mean gap between two views: per image {gap_per_image:.1f}, batched {gap_batched:.1f}")
+
+# %%
+# Check: on these 200 images the two pipelines change images by the same amount, within 10%.
+assert 0.9 < gap_batched / gap_per_image < 1.1
+
+# %% [markdown]
 # ## Why this defines what the features mean
 #
 # In pixel space two views of one image are not close at all. Compare the distance between the two views
