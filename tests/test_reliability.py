@@ -178,6 +178,7 @@ def test_sigkill_at_random_moments_never_leaves_a_torn_checkpoint(cifar_dir: Pat
             process.kill()
             kills += 1
         process.wait()
+        assert process.returncode in (0, -signal.SIGKILL), process.stderr.read().decode()[-2000:]
         if RunPaths(out).checkpoint.is_file():
             state = load_checkpoint(RunPaths(out).checkpoint)  # raises on a torn file
             assert state["epoch"] >= 1
