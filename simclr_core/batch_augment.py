@@ -45,17 +45,16 @@ class Draws:
         drawn = torch.rand(total, *shape, generator=self.generator, device=self.generator.device)
         return drawn[self.offset:self.offset + n]
 
-    def uniform(self, low: float, high: float, n: int) -> torch.Tensor:
-        return low + (high - low) * self.rand(n)
+    def uniform(self, low: float, high: float, n: int, *shape: int) -> torch.Tensor:
+        return low + (high - low) * self.rand(n, *shape)
 
 
 def sample_crop_boxes(n: int, size: int, params: AugmentationParams, draws: Draws) -> torch.Tensor:
     """(n, 4) boxes (top, left, height, width) in whole pixels, drawn as torchvision's RandomResizedCrop does."""
     area = size * size
-    low, high = params.crop_scale
-    scale = (low + (high - low) * draws.rand(n, CROP_ATTEMPTS)) * area
-    log_low, log_high = math.log(params.crop_ratio[0]), math.log(params.crop_ratio[1])
-    ratio = (log_low + (log_high - log_low) * draws.rand(n, CROP_ATTEMPTS)).exp()
+    scale = draws.uniform(*params.crop_scale, n, CROP_ATTEMPTS) * area
+    log_ratio = (math.log(params.crop_ratio[0]), math.log(params.crop_ratio[1]))
+    ratio = draws.uniform(*log_ratio, n, CROP_ATTEMPTS).exp()
     width = (scale * ratio).sqrt().round()
     height = (scale / ratio).sqrt().round()
     fits = (width > 0) & (width <= size) & (height > 0) & (height <= size)
