@@ -1,8 +1,8 @@
 """Contrastive pre-training: the loop, the SSL metrics, the checkpoints and the log.
 
-Read top to bottom: build the two-view loader, the model and AdamW; for every batch embed both views,
-take NT-Xent, step; every `eval_every` epochs measure loss, p_pos and top-1 on held-out views; every
-`save_every` epochs (and at the end) write `checkpoints/latest.pt` and `logs/ssl_results.json`.
+Read top to bottom: build the two-view loader, the model and the optimizer (AdamW as the seed); for every
+batch embed both views, take NT-Xent, step; every `eval_every` epochs measure loss, p_pos and top-1 on
+held-out views; every `save_every` epochs (and at the end) write `checkpoints/latest.pt` and `logs/ssl_results.json`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from .config import Config
 from .data import ImageSet, load_split
 from .loss import contrastive_metrics, simclr_logits_targets
 from .model import SimCLRModel
+from .optim import lr_factor, make_optimizer
 from .resume import TrainingStopped, capture_rng, check_resumable, restore_rng, stop_requests
-from .runtime import pick_device, seed_everything
+from .runtime import pick_device, seed_everything, uses_bf16
 from .storage import RunPaths, load_checkpoint, load_json, save_checkpoint, save_json
 
 CHANNELS_LAST_DEVICES = ("cpu", "cuda")  # measured here: 18% faster steps on the CPU (bench notes in README)
@@ -48,20 +49,21 @@ def two_view_loader(images: ImageSet, cfg: Config, shuffle: bool, seed: int, dev
                       pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed))
 
 
-def embed_pairs(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor,
-                device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """z for both views, channels_last (faster convolutions on CPUs and GPUs); on CUDA the network runs in
-    bfloat16 while the loss stays in float32."""
+def embed_pairs(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, device: torch.device,
+                bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """z for both views, channels_last (faster convolutions on CPUs and GPUs); with `bf16` the network runs
+    in bfloat16 (autocast) while the loss stays in float32."""
     x1, x2 = (x.to(device, non_blocking=True) for x in (x1, x2))
     if device.type in CHANNELS_LAST_DEVICES:
         x1, x2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         z = model(torch.cat([x1, x2]))  # one pass: both views share the BatchNorm statistics
     return z[:len(x1)].float(), z[len(x1):].float()
 
 
 @torch.no_grad()
-def evaluate_ssl(model: SimCLRModel, images: ImageSet, cfg: Config, device: torch.device) -> dict[str, float]:
+def evaluate_ssl(model: SimCLRModel, images: ImageSet, cfg: Config, device: torch.device,
+                 bf16: bool = False) -> dict[str, float]:
     """Mean NT-Xent loss, p_pos and top-1 over `cfg.eval_batches` batches of held-out views.
 
     The views are drawn from a fixed seed, so every evaluation of a run sees the same images and crops,
@@ -73,7 +75,7 @@ def evaluate_ssl(model: SimCLRModel, images: ImageSet, cfg: Config, device: torc
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 1)
         for x1, x2 in two_view_loader(images, cfg, shuffle=False, seed=cfg.seed + 1, device=device):
-            logits, targets = simclr_logits_targets(*embed_pairs(model, x1, x2, device), cfg.temperature)
+            logits, targets = simclr_logits_targets(*embed_pairs(model, x1, x2, device, bf16), cfg.temperature)
             totals["loss"] += torch.nn.functional.cross_entropy(logits, targets).item()
             for name, value in contrastive_metrics(logits, targets).items():
                 totals[name] += value
@@ -115,13 +117,14 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
             raise ValueError(f"the {name} set has {len(images)} images, fewer than batch_size="
                              f"{cfg.batch_size}: lower --batch-size or use more images")
 
+    bf16 = uses_bf16(cfg.precision, device)
     seed_everything(cfg.seed)
     model = SimCLRModel(cfg.width, cfg.proj_dim).to(device)
     if device.type in CHANNELS_LAST_DEVICES:
         model = model.to(memory_format=torch.channels_last)
     if world.world_size > 1 and cfg.sync_bn:  # BatchNorm statistics over the global batch, as one process
         model = distributed.use_global_batch_norm(model)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     forward: nn.Module = model
     if world.world_size > 1:
         forward = nn.parallel.DistributedDataParallel(model, device_ids=None if device.index is None
@@ -129,11 +132,12 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
     forward = torch.compile(forward) if cfg.compile else forward
     train_loader = two_view_loader(train_set, cfg, shuffle=True, seed=cfg.seed, device=device, world=world)
     total_steps = cfg.epochs * len(train_loader)
-    schedule = (lambda step: 0.5 * (1 + math.cos(math.pi * step / total_steps))) \
-        if cfg.lr_schedule == "cosine" else (lambda step: 1.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    warmup_steps = cfg.warmup_epochs * len(train_loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, cfg.lr_schedule))
 
     log: dict[str, Any] = {"config": cfg.to_dict(), "device": str(device), "train_images": len(train_set),
+                           "precision": "bf16" if bf16 else "fp32",
                            "step_loss": [], "epochs": [], "evals": [], "train_seconds": 0.0,
                            "finished": False}
     first_epoch, skip_steps, carried_loss = 1, 0, 0.0
@@ -141,7 +145,8 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        log = {**saved["log"], "config": cfg.to_dict(), "device": str(device), "finished": False}
+        log = {**saved["log"], "config": cfg.to_dict(), "device": str(device), "finished": False,
+               "precision": "bf16" if bf16 else "fp32"}
         first_epoch, skip_steps, carried_loss = saved["epoch"] + 1, saved["step_in_epoch"], saved["epoch_loss"]
         restore_rng(saved["rng"], train_loader)
 
@@ -168,7 +173,8 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
             step_in_epoch, epoch_loss = skip_steps, carried_loss
             skip_steps, carried_loss = 0, 0.0
             for x1, x2 in batches:
-                loss = distributed.global_nt_xent(*embed_pairs(forward, x1, x2, device), cfg.temperature, world)
+                z1, z2 = embed_pairs(forward, x1, x2, device, bf16)
+                loss = distributed.global_nt_xent(z1, z2, cfg.temperature, world)
                 value = distributed.mean_over_processes(loss.item(), world, device)  # the global batch's loss
                 if not math.isfinite(value):
                     raise FloatingPointError(
@@ -195,7 +201,7 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
             log["epochs"].append({"epoch": epoch, "loss": epoch_loss / len(train_loader),
                                   "lr": scheduler.get_last_lr()[0], "seconds": log["train_seconds"]})
             if world.is_main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-                log["evals"].append({"epoch": epoch, **evaluate_ssl(model, eval_set, cfg, device)})
+                log["evals"].append({"epoch": epoch, **evaluate_ssl(model, eval_set, cfg, device, bf16)})
             log["finished"] = epoch == cfg.epochs
             log["peak_memory_mb"] = peak_memory_mb(device)
             if epoch % cfg.save_every == 0 or epoch == cfg.epochs:

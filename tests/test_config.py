@@ -21,6 +21,10 @@ def test_reference_preset_is_the_seeds_configuration() -> None:
     ("crop_min_scale", 1.5, "crop_min_scale=1.5 must lie in"),
     ("epochs", 0, "epochs=0 must be at least 1"),
     ("lr_schedule", "linear", "lr_schedule='linear'"),
+    ("optimizer", "adam", "optimizer='adam': use 'adamw', 'sgd' or 'lars'"),
+    ("warmup_epochs", 10, "warmup_epochs=10 must be below epochs=10"),
+    ("momentum", 1.0, "momentum=1.0 must lie in"),
+    ("precision", "fp16", "precision='fp16': use 'auto', 'bf16' or 'fp32'"),
 ])
 def test_bad_values_are_named(field: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
