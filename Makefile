@@ -36,8 +36,9 @@ test: install $(UNPACK)  ## lint, unit tests (with the book build and Chromium c
 	$(PYTHON) -m pytest tests --durations=5
 	$(PYTHON) -m pytest --nbval --nbval-current-env notebooks --durations=0 -q
 
-bench: install $(UNPACK)  ## CPU benchmarks (about 30 minutes): throughput vs the seed's pipeline and lightly, time to accuracy
+bench: install $(UNPACK)  ## CPU benchmarks (about 2 hours): throughput (float32, then bf16 where the CPU has AMX) vs the seed's pipeline, kornia and lightly; every time-to-accuracy candidate
 	$(PYTHON) -m pip install -e ".[bench]"
+	$(PYTHON) bench/throughput.py --precision fp32
 	$(PYTHON) bench/throughput.py
 	$(PYTHON) bench/time_to_accuracy.py
 

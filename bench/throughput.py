@@ -1,8 +1,9 @@
-"""Training throughput of four two-view pipelines feeding the same CIFAR ResNet-18 and NT-Xent step.
+"""Training throughput of five two-view pipelines feeding the same CIFAR ResNet-18 and NT-Xent step.
 
 - seed:      the seed's way: PIL images, torchvision transforms per image, in a DataLoader worker;
 - reference: this project's `--pipeline reference` (per-image transforms on uint8 tensors, DataLoader);
 - fast:      this project's default: the batch augmented at once on the device (batch_augment.py);
+- kornia:    the same recipe from kornia's batched augmentations (per-sample parameters), on the device;
 - lightly:   lightly's SimCLRTransform (per-image PIL, DataLoader) and lightly's NTXentLoss.
 
 Each measurement runs in a fresh process (so peak RSS is its own); the pipelines alternate over rounds, and
@@ -12,7 +13,7 @@ share of the step spent waiting for augmented views. Usage:
 
     python bench/throughput.py --data data/cifar10-jpeg [--rounds 2 --steps 3]
 
-Results go to bench/results/throughput.json with the machine, data copy and date.
+Results go to bench/results/throughput-{bf16,fp32}.json with the machine, data copy, precision and date.
 """
 
 from __future__ import annotations
@@ -40,12 +41,13 @@ from simclr_core.data import ImageSet, load_split
 from simclr_core.engine import embed_pairs
 from simclr_core.loss import nt_xent
 from simclr_core.model import SimCLRModel
+from simclr_core.runtime import uses_bf16
 
 _QUICK = make_config("quick", data="cifar10")
 # the quick preset as it trains, and the full-width ResNet-18 at a batch a 2-core CPU steps through in seconds
 CONFIGS = {"quick": dict(width=_QUICK.width, batch_size=_QUICK.batch_size), "full": dict(width=64, batch_size=64)}
-PIPELINES = ["seed", "reference", "fast", "lightly"]
-RESULTS = Path(__file__).parent / "results" / "throughput.json"
+PIPELINES = ["seed", "reference", "fast", "kornia", "lightly"]
+RESULTS_DIR = Path(__file__).parent / "results"
 
 
 class PILTwoViews(Dataset):
@@ -63,12 +65,35 @@ class PILTwoViews(Dataset):
         return tuple(views) if isinstance(views, list | tuple) else (views, self.transform(image))
 
 
+def kornia_augmentation(params: AugmentationParams) -> torch.nn.Module:
+    """The recipe from kornia's batched transforms: float images in [0, 1] in, normalised views out."""
+    import kornia.augmentation as K
+
+    return torch.nn.Sequential(
+        K.RandomResizedCrop((32, 32), scale=params.crop_scale, ratio=params.crop_ratio),
+        K.RandomHorizontalFlip(p=params.flip_p),
+        K.ColorJitter(params.brightness, params.contrast, params.saturation, params.hue, p=params.jitter_p),
+        K.RandomGaussianBlur((params.blur_kernel,) * 2, params.blur_sigma, p=params.blur_p),
+        K.Normalize(mean=torch.tensor(CIFAR10_MEAN), std=torch.tensor(CIFAR10_STD)))
+
+
+def kornia_two_views(images: ImageSet, batch_size: int):
+    """Shuffled batches of uint8 images, each augmented twice by kornia."""
+    augment = kornia_augmentation(AugmentationParams())
+    while True:
+        for indices in torch.randperm(len(images)).split(batch_size)[:len(images) // batch_size]:
+            batch = images.images[indices].float() / 255
+            yield augment(batch), augment(batch)
+
+
 def make_loader(pipeline: str, images: ImageSet, batch_size: int):
     params = AugmentationParams()
     loader_args = dict(batch_size=batch_size, shuffle=True, drop_last=True, num_workers=1,
                        persistent_workers=True, generator=torch.Generator().manual_seed(0))
     if pipeline == "fast":
         return DeviceTwoViewLoader(images.images, batch_size, params, seed=0, device="cpu")
+    if pipeline == "kornia":
+        return kornia_two_views(images, batch_size)
     if pipeline == "reference":
         return DataLoader(SSLAugmentation(images, simclr_transform(params)), **loader_args)
     if pipeline == "seed":
@@ -85,7 +110,7 @@ def make_loader(pipeline: str, images: ImageSet, batch_size: int):
     return DataLoader(PILTwoViews(images, transform), **loader_args)
 
 
-def measure(pipeline: str, config: str, steps: int, data: str) -> dict:
+def measure(pipeline: str, config: str, steps: int, data: str, bf16: bool) -> dict:
     """Time `steps` training steps after one warm-up; run in its own process."""
     torch.manual_seed(0)
     width, batch_size = CONFIGS[config]["width"], CONFIGS[config]["batch_size"]
@@ -105,7 +130,7 @@ def measure(pipeline: str, config: str, steps: int, data: str) -> dict:
         start = time.perf_counter()
         x1, x2 = next(batches)
         fetched = time.perf_counter()
-        loss = loss_fn(*embed_pairs(model, x1, x2, torch.device("cpu")))
+        loss = loss_fn(*embed_pairs(model, x1, x2, torch.device("cpu"), bf16))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -124,9 +149,12 @@ def augmentation_only(data: str, batch_size: int = 256, repeats: int = 5) -> dic
     from simclr_core.batch_augment import BatchAugmentation
 
     batched = BatchAugmentation()
+    kornia = kornia_augmentation(AugmentationParams())
+    makers = {"per-image (torchvision)": lambda: [per_image(img) for img in images.images for _ in (0, 1)],
+              "batched (fast)": lambda: (batched(images.images), batched(images.images)),
+              "batched (kornia)": lambda: (kornia(images.images.float() / 255), kornia(images.images.float() / 255))}
     timings = {}
-    for name, make in {"per-image (torchvision)": lambda: [per_image(img) for img in images.images for _ in (0, 1)],
-                       "batched (fast)": lambda: (batched(images.images), batched(images.images))}.items():
+    for name, make in makers.items():
         make()
         times = []
         for _ in range(repeats):
@@ -143,10 +171,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--pipelines", nargs="*", default=PIPELINES, choices=PIPELINES)
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"],
+                        help="as the config field: auto = bf16 on CPUs with AMX, else fp32")
     parser.add_argument("--one", nargs=2, metavar=("PIPELINE", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    bf16 = uses_bf16(args.precision, torch.device("cpu"))
     if args.one:
-        print(json.dumps(measure(*args.one, args.steps, args.data)))
+        print(json.dumps(measure(*args.one, args.steps, args.data, bf16)))
         return
 
     samples: dict[tuple[str, str], list[dict]] = {}
@@ -154,7 +185,7 @@ def main() -> None:
         for round_ in range(args.rounds):
             for pipeline in args.pipelines:
                 command = [sys.executable, __file__, "--one", pipeline, config, "--steps", str(args.steps),
-                           "--data", args.data]
+                           "--data", args.data, "--precision", args.precision]
                 result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
                 samples.setdefault((pipeline, config), []).append(result)
                 print(f"round {round_ + 1} {config:>5} {pipeline:>9}: median step "
@@ -175,10 +206,12 @@ def main() -> None:
                 row["fast_speedup"] = round(row["median_step_s"] / fast["median_step_s"], 2)
     report = {"date": datetime.date.today().isoformat(),
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only, torch {torch.__version__}",
-              "data": os.path.basename(os.path.normpath(args.data)), "rounds": args.rounds, "steps": args.steps,
+              "data": os.path.basename(os.path.normpath(args.data)), "precision": "bf16" if bf16 else "fp32",
+              "rounds": args.rounds, "steps": args.steps,
               "augmentation_only": augmentation_only(args.data), "rows": rows}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=1))
+    results = RESULTS_DIR / f"throughput-{report['precision']}.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=1))
     for row in rows:
         print(row)
 
