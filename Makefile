@@ -24,7 +24,7 @@ book: install  ## build the book from the notebooks' stored outputs into book/_b
 	jupyter-book build -W -n --keep-going book
 
 notebooks: $(UNPACK)  ## re-run every chapter and store its outputs in the paired .ipynb
-	for nb in $(CHAPTERS); do jupytext --to ipynb --update --set-kernel python3 --execute $$nb || exit 1; done
+	for nb in $(CHAPTERS); do jupytext --to ipynb --set-kernel python3 --execute $$nb || exit 1; done
 
 quick: $(UNPACK)  ## train, probe and plot the CPU-sized preset into $(OUT)
 	$(PYTHON) -m simclr_core train --preset quick --out $(OUT)

@@ -5,9 +5,10 @@
 # with `simclr_core.engine.train_ssl`, the same function `python -m simclr_core train` calls, and read its
 # log: the loss, and the two SSL metrics of chapter 2 (p_pos and top-1) measured on held-out views.
 #
-# The default here is the `quick` preset: a ResNet-18 of width 16 (a quarter of the channels) on a
-# class-balanced 10,000-image subset of CIFAR-10's training split, about four minutes on a 2-core CPU. On a GPU,
-# set `PRESET = "reference"` for the seed's 100-epoch run (see the page on the full run).
+# The default here is the `quick` preset: a ResNet-18 of width 32 (half the channels) on a class-balanced
+# 10,000-image subset of CIFAR-10's training split, with T = 0.05, about four and a half minutes on a 2-core CPU
+# (in bfloat16 where the CPU has AMX). On a GPU, set `PRESET = "reference"` for the seed's 100-epoch run (see
+# the page on the full run).
 
 # %% tags=["parameters"]
 import os

@@ -142,7 +142,7 @@ for name, (f_bank, f_test) in features.items():
     plt.show()
 
 # %% [markdown]
-# Neither gallery is perfect. An encoder trained for four minutes on a CPU still leans on colour and
+# Neither gallery is perfect. An encoder trained for a few minutes on a CPU still leans on colour and
 # background: look for a row whose neighbours share the query's colours across several classes. Counted over
 # all 2,000 queries rather than five, though, the SimCLR neighbours share the query's class more often, which
 # is what the k-NN accuracy above measures and checks.

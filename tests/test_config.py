@@ -22,7 +22,7 @@ def test_reference_preset_is_the_seeds_configuration() -> None:
     ("epochs", 0, "epochs=0 must be at least 1"),
     ("lr_schedule", "linear", "lr_schedule='linear'"),
     ("optimizer", "adam", "optimizer='adam': use 'adamw', 'sgd' or 'lars'"),
-    ("warmup_epochs", 10, "warmup_epochs=10 must be below epochs=10"),
+    ("warmup_epochs", 1000, "warmup_epochs=1000 must be below epochs="),
     ("momentum", 1.0, "momentum=1.0 must lie in"),
     ("precision", "fp16", "precision='fp16': use 'auto', 'bf16' or 'fp32'"),
 ])

@@ -102,7 +102,8 @@ def test_gathering_without_gradient_is_caught(tmp_path: Path) -> None:
 
 def _training_worker(rank: int, port: int, out: str, train_set, eval_set) -> None:
     _join(rank, port)
-    cfg = make_config("smoke", data="cifar10", epochs=1, batch_size=32, eval_batches=1, sync_bn=True)
+    cfg = make_config("smoke", data="cifar10", epochs=1, batch_size=32, eval_batches=1, sync_bn=True,
+                      precision="fp32")  # bf16 would round the two runs apart at the first step
     train_ssl(cfg, out, progress=False, train_set=train_set, eval_set=eval_set)
     dist.destroy_process_group()
 
@@ -110,7 +111,8 @@ def _training_worker(rank: int, port: int, out: str, train_set, eval_set) -> Non
 def test_two_process_training_matches_one_process(cifar_train, cifar_test, tmp_path: Path) -> None:
     train_set, eval_set = cifar_train.subset(torch.arange(128)), cifar_test.subset(torch.arange(64))
     mp.spawn(_training_worker, args=(_free_port(), str(tmp_path / "two"), train_set, eval_set), nprocs=WORLD)
-    cfg = make_config("smoke", data="cifar10", epochs=1, batch_size=32, eval_batches=1, sync_bn=True)
+    cfg = make_config("smoke", data="cifar10", epochs=1, batch_size=32, eval_batches=1, sync_bn=True,
+                      precision="fp32")  # bf16 would round the two runs apart at the first step
     one = train_ssl(cfg, str(tmp_path / "one"), progress=False, train_set=train_set, eval_set=eval_set)
     two = json.loads((tmp_path / "two" / "logs" / "ssl_results.json").read_text())
     print("1 process:", one["step_loss"], "\n2 processes:", two["step_loss"])
