@@ -77,9 +77,9 @@ def kornia_augmentation(params: AugmentationParams) -> torch.nn.Module:
         K.Normalize(mean=torch.tensor(CIFAR10_MEAN), std=torch.tensor(CIFAR10_STD)))
 
 
-def kornia_two_views(images: ImageSet, batch_size: int):
+def kornia_two_views(images: ImageSet, batch_size: int, params: AugmentationParams):
     """Shuffled batches of uint8 images, each augmented twice by kornia."""
-    augment = kornia_augmentation(AugmentationParams())
+    augment = kornia_augmentation(params)
     while True:
         for indices in torch.randperm(len(images)).split(batch_size)[:len(images) // batch_size]:
             batch = images.images[indices].float() / 255
@@ -93,7 +93,7 @@ def make_loader(pipeline: str, images: ImageSet, batch_size: int):
     if pipeline == "fast":
         return DeviceTwoViewLoader(images.images, batch_size, params, seed=0, device="cpu")
     if pipeline == "kornia":
-        return kornia_two_views(images, batch_size)
+        return kornia_two_views(images, batch_size, params)
     if pipeline == "reference":
         return DataLoader(SSLAugmentation(images, simclr_transform(params)), **loader_args)
     if pipeline == "seed":

@@ -136,17 +136,16 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, cfg.lr_schedule))
 
-    log: dict[str, Any] = {"config": cfg.to_dict(), "device": str(device), "train_images": len(train_set),
-                           "precision": "bf16" if bf16 else "fp32",
-                           "step_loss": [], "epochs": [], "evals": [], "train_seconds": 0.0,
-                           "finished": False}
+    this_run = {"config": cfg.to_dict(), "device": str(device), "precision": "bf16" if bf16 else "fp32",
+                "finished": False}  # what a resumed run states afresh
+    log: dict[str, Any] = {**this_run, "train_images": len(train_set), "step_loss": [], "epochs": [],
+                           "evals": [], "train_seconds": 0.0}
     first_epoch, skip_steps, carried_loss = 1, 0, 0.0
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        log = {**saved["log"], "config": cfg.to_dict(), "device": str(device), "finished": False,
-               "precision": "bf16" if bf16 else "fp32"}
+        log = {**saved["log"], **this_run}
         first_epoch, skip_steps, carried_loss = saved["epoch"] + 1, saved["step_in_epoch"], saved["epoch_loss"]
         restore_rng(saved["rng"], train_loader)
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simclr_core import distributed
-from simclr_core.config import make_config
+from simclr_core.config import Config, make_config
 from simclr_core.engine import train_ssl
 from simclr_core.loss import nt_xent, simclr_logits_targets
 from simclr_core.probe import extract_features, load_encoder
@@ -100,20 +100,22 @@ def test_gathering_without_gradient_is_caught(tmp_path: Path) -> None:
     assert grad_diff > 1e-3
 
 
+def _equality_config() -> Config:
+    """The run both sides of the 1-vs-2-process comparison train."""
+    return make_config("smoke", data="cifar10", epochs=1, batch_size=32, eval_batches=1, sync_bn=True,
+                       precision="fp32")  # bf16 would round the two runs apart at the first step
+
+
 def _training_worker(rank: int, port: int, out: str, train_set, eval_set) -> None:
     _join(rank, port)
-    cfg = make_config("smoke", data="cifar10", epochs=1, batch_size=32, eval_batches=1, sync_bn=True,
-                      precision="fp32")  # bf16 would round the two runs apart at the first step
-    train_ssl(cfg, out, progress=False, train_set=train_set, eval_set=eval_set)
+    train_ssl(_equality_config(), out, progress=False, train_set=train_set, eval_set=eval_set)
     dist.destroy_process_group()
 
 
 def test_two_process_training_matches_one_process(cifar_train, cifar_test, tmp_path: Path) -> None:
     train_set, eval_set = cifar_train.subset(torch.arange(128)), cifar_test.subset(torch.arange(64))
     mp.spawn(_training_worker, args=(_free_port(), str(tmp_path / "two"), train_set, eval_set), nprocs=WORLD)
-    cfg = make_config("smoke", data="cifar10", epochs=1, batch_size=32, eval_batches=1, sync_bn=True,
-                      precision="fp32")  # bf16 would round the two runs apart at the first step
-    one = train_ssl(cfg, str(tmp_path / "one"), progress=False, train_set=train_set, eval_set=eval_set)
+    one = train_ssl(_equality_config(), str(tmp_path / "one"), progress=False, train_set=train_set, eval_set=eval_set)
     two = json.loads((tmp_path / "two" / "logs" / "ssl_results.json").read_text())
     print("1 process:", one["step_loss"], "\n2 processes:", two["step_loss"])
     assert len(two["step_loss"]) == len(one["step_loss"]) == 4
