@@ -70,6 +70,18 @@ def test_intro_and_full_run_pages(built_book: Path) -> None:
     assert "GPU" in _parse(built_book / "full_run.html").title
 
 
+def test_references_page_and_every_chapter_cites_and_ends_with_exercises(built_book: Path) -> None:
+    references = (built_book / "references.html").read_text()
+    assert references.count('role="doc-biblioentry"') >= 10, "the references page lists too few works"
+    assert "A simple framework for contrastive learning" in references
+    for chapter in CHAPTERS:
+        html = (built_book / "notebooks" / f"{chapter}.html").read_text()
+        assert 'href="../references.html#' in html, f"{chapter} cites nothing"
+        assert "{cite" not in html, f"{chapter} has a citation role that was not rendered"
+        text = html[html.index("What to take away"):]
+        assert "Exercises" in text, f"{chapter} does not end with exercises after its summary"
+
+
 def _require_chromium() -> None:
     if CHROMIUM is None:
         if os.environ.get("CI"):
