@@ -36,14 +36,14 @@ print(images.images.shape, images.images.dtype)
 # | colour jitter | p = 0.8; brightness, contrast, saturation 0.4, hue 0.1 | lighting and colour cast |
 # | Gaussian blur | p = 0.5; 3x3 kernel, sigma 0.1-2 | sharpness, fine texture |
 #
-# This is the recipe of the reference implementation this book follows, and it is not quite the SimCLR
-# paper's recipe for CIFAR-10 {cite:p}`chen2020simclr`, which adds a fifth step, **random grayscale** (p = 0.2:
-# one view in five loses its colour entirely), and leaves **Gaussian blur out**. That matters because the recipe
-# is the specification. The paper's encoder is told that colour may vanish altogether, a stronger push away from
-# matching views by their colours than jitter alone; this book's encoder is never told that, and is told
-# instead to ignore sharpness, on images of 32x32 pixels that have little fine detail to lose. So the features
-# trained here answer a slightly different question from the paper's, and the book's accuracies are not
-# measurements of the paper's CIFAR-10 recipe.
+# This is the recipe of the reference implementation this book follows, and it is not quite the SimCLR paper's
+# recipe for CIFAR-10 {cite:p}`chen2020simclr`: the paper adds **random grayscale** after the colour jitter
+# (p = 0.2: one view in five loses its colour entirely) and leaves **Gaussian blur out**. That matters because
+# the recipe is the specification. The paper's encoder is told that colour may vanish altogether, a stronger
+# push away from matching views by their colours than jitter alone; this book's encoder is never told that, and
+# is told instead to ignore sharpness, on images of 32x32 pixels where a blur removes much of what little fine
+# detail there is. So the features trained here answer a slightly different question from the paper's, and the
+# book's accuracies are not measurements of the paper's CIFAR-10 recipe.
 #
 # Below, every row applies one step alone (always on, so its effect shows) to the same six images.
 
