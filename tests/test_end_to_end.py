@@ -32,7 +32,7 @@ def test_training_lowers_the_loss_and_writes_checkpoint_and_log(run_dir: Path) -
 
 
 def test_probe_and_plots_run_from_the_saved_run(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["probe", "--out", str(run_dir), "--probe-train-subset", "384", "--probe-epochs", "10", "--no-progress"])
+    main(["probe", "--out", str(run_dir), "--probe-train-subset", "384", "--probe-steps", "10", "--no-progress"])
     assert "linear probe test accuracy" in capsys.readouterr().out
     probe = load_json(RunPaths(run_dir).probe_log)
     for name in ("simclr", "random"):
