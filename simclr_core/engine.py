@@ -29,7 +29,7 @@ from .loss import contrastive_metrics, simclr_logits_targets
 from .model import SimCLRModel
 from .optim import lr_factor, make_optimizer
 from .resume import TrainingStopped, capture_rng, check_resumable, restore_rng, stop_requests
-from .runtime import choose_precision, pick_device, seed_everything
+from .runtime import choose_precision, machine_description, pick_device, seed_everything
 from .storage import RunPaths, load_checkpoint, load_json, save_checkpoint, save_json
 
 CHANNELS_LAST_DEVICES = ("cpu", "cuda")  # measured here: 18% faster steps on the CPU (bench notes in README)
@@ -185,7 +185,8 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
     steps_per_epoch = len(train_loader)
 
     this_run = {"config": cfg.to_dict(), "device": str(device), "precision": "bf16" if bf16 else "fp32",
-                "precision_reason": precision_reason, "finished": False}  # what a resumed run states afresh
+                "precision_reason": precision_reason, "machine": machine_description(),
+                "finished": False}  # what a resumed run states afresh
     log: dict[str, Any] = {**this_run, "train_images": len(train_set), "steps_per_epoch": steps_per_epoch,
                            "step_loss": [], "epochs": [], "evals": [], "train_seconds": 0.0}
     total_steps = cfg.steps or cfg.epochs * steps_per_epoch

@@ -24,7 +24,7 @@ from .data import ImageSet, load_split
 from .engine import CHANNELS_LAST_DEVICES, load_model
 from .model import SimCLRModel
 from .resume import checkpoint_config
-from .runtime import pick_device, seed_everything, uses_bf16
+from .runtime import machine_description, pick_device, seed_everything, uses_bf16
 from .storage import RunPaths, load_tensor, save_json, save_tensor
 
 
@@ -156,7 +156,7 @@ def run_probe(out: str = ".", overrides: dict[str, Any] | None = None, progress:
     results = probe_encoders({"simclr": trained, "random": random_encoder(cfg, device)},
                              train_set, test_set, cfg, device, progress, paths.features)
     log = {"config": cfg.to_dict(), "train_images": len(train_set), "test_images": len(test_set),
-           "precision": "bf16" if uses_bf16(cfg.precision, device) else "fp32",
+           "precision": "bf16" if uses_bf16(cfg.precision, device) else "fp32", "machine": machine_description(),
            "probe_seconds": round(time.perf_counter() - start, 2),
            **{name: asdict(result) for name, result in results.items()}}
     save_json(paths.probe_log, log)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +32,24 @@ def cpu_bf16_units() -> str:
     if torch.cpu._is_avx512_bf16_supported():
         return "AVX512-BF16"
     return "none"
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name as the OS reports it (Linux: /proc/cpuinfo), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description() -> str:
+    """One line naming what a timing was measured on: CPU model, its bf16 units, cores, GPU if any, torch."""
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"{cpu_model()} (bf16 units: {cpu_bf16_units()}), {os.cpu_count()} cores{gpu}, "
+            f"torch {torch.__version__}")
 
 
 def bf16_speedup(device: torch.device, repeats: int = 3) -> float:
