@@ -46,10 +46,10 @@ def cpu_model() -> str:
 
 
 def machine_description() -> str:
-    """One line naming what a timing was measured on: CPU model, its bf16 units, cores, GPU if any, torch."""
+    """One line naming what a timing was measured on: CPU model, its bf16 units, cores and threads, GPU, torch."""
     gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (f"{cpu_model()} (bf16 units: {cpu_bf16_units()}), {os.cpu_count()} cores{gpu}, "
-            f"torch {torch.__version__}")
+    return (f"{cpu_model()} (bf16 units: {cpu_bf16_units()}), {os.cpu_count()} cores, "
+            f"{torch.get_num_threads()} torch threads{gpu}, torch {torch.__version__}")
 
 
 def bf16_speedup(device: torch.device, repeats: int = 3) -> float:
