@@ -269,7 +269,7 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
                 over_budget = bool(cfg.time_budget) and time.perf_counter() - start > cfg.time_budget
                 if distributed.any_process(over_budget, world, device) and step < total_steps:
                     log["budget"]["stopped_early_at_step"] = step  # the machine slowed down: end the run here
-                    total_steps = step
+                    total_steps = log["total_steps"] = step
                 if distributed.any_process(bool(stop), world, device):
                     log["train_seconds"] = round(time.perf_counter() - start, 2)
                     save(epoch - 1, step_in_epoch, epoch_loss, epoch_rng)

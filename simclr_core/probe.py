@@ -73,7 +73,7 @@ def cached_features(encoder: nn.Module, images: ImageSet, cache: Path | None, de
 
 @dataclass
 class ProbeResult:
-    train_loss: list[float]  # the training objective (cross-entropy + L2 penalty) after each L-BFGS iteration
+    train_loss: list[float]  # the training objective (cross-entropy + L2 penalty) at each evaluation by L-BFGS
     train_accuracy: float
     test_accuracy: float
 
@@ -93,16 +93,18 @@ def train_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: tor
     classifier = nn.Linear(train_x.shape[1], num_classes)
     nn.init.zeros_(classifier.weight)
     nn.init.zeros_(classifier.bias)
-    optimizer = torch.optim.LBFGS(classifier.parameters(), lr=1, max_iter=1, history_size=20,
+    optimizer = torch.optim.LBFGS(classifier.parameters(), lr=1, max_iter=steps, history_size=20,
                                   line_search_fn="strong_wolfe")
+    losses: list[float] = []
 
     def objective() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(classifier(train_x), train_y) + weight_decay / 2 * classifier.weight.square().sum()
         loss.backward()
+        losses.append(loss.item())
         return loss
 
-    losses = [optimizer.step(objective).detach().item() for _ in range(steps)]
+    optimizer.step(objective)  # one call runs up to `steps` iterations, building its curvature history
     with torch.no_grad():
         train_accuracy = (classifier(train_x).argmax(1) == train_y).float().mean().item()
         test_accuracy = (classifier(test_x).argmax(1) == test_y).float().mean().item()

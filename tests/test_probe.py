@@ -59,10 +59,10 @@ def test_lbfgs_probe_matches_the_exact_logistic_regression_optimum() -> None:
 
 def test_stronger_weight_decay_shrinks_the_fit() -> None:
     g = torch.Generator().manual_seed(3)
-    features, labels = torch.randn(300, 50, generator=g), torch.randint(0, 4, (300,), generator=g)
+    features, labels = torch.randn(100, 50, generator=g), torch.randint(0, 4, (100,), generator=g)
     loose = train_linear_probe(features, labels, features, labels, steps=60, weight_decay=0.0)
     tight = train_linear_probe(features, labels, features, labels, steps=60, weight_decay=1.0)
-    assert loose.train_accuracy > tight.train_accuracy + 0.1  # 50 noise dimensions: unregularised, it memorises
+    assert loose.train_accuracy == 1.0 > tight.train_accuracy + 0.3  # 100 points in 50 dimensions: memorised
 
 
 def test_features_are_cached_per_encoder_weights(cifar_test: ImageSet, tmp_path) -> None:
