@@ -22,7 +22,7 @@ from .engine import load_model
 from .model import SimCLRModel
 from .resume import checkpoint_config
 from .runtime import pick_device, seed_everything
-from .storage import RunPaths, save_json
+from .storage import RunLock, RunPaths, save_json
 
 
 @torch.no_grad()
@@ -110,14 +110,15 @@ def run_probe(out: str = ".", overrides: dict[str, Any] | None = None, progress:
     `overrides` changes probe settings (or the data) of the config stored in the checkpoint.
     """
     paths = RunPaths(out)
-    cfg = checkpoint_config(out, overrides)
-    device = pick_device(cfg.device)
-    trained, _ = load_encoder(str(paths.checkpoint), device)
-    train_set = load_split(cfg.data, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)
-    test_set = load_split(cfg.data, "test", cfg.data_root)
-    results = probe_encoders({"simclr": trained, "random": random_encoder(cfg, device)},
-                             train_set, test_set, cfg, device, progress)
-    log = {"config": cfg.to_dict(), "train_images": len(train_set), "test_images": len(test_set),
-           **{name: asdict(result) for name, result in results.items()}}
-    save_json(paths.probe_log, log)
-    return log
+    cfg = checkpoint_config(out, overrides)  # fails, naming the file, when there is no run to probe
+    with RunLock(out):  # one writer a run folder: not while it is being trained
+        device = pick_device(cfg.device)
+        trained, _ = load_encoder(str(paths.checkpoint), device)
+        train_set = load_split(cfg.data, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)
+        test_set = load_split(cfg.data, "test", cfg.data_root)
+        results = probe_encoders({"simclr": trained, "random": random_encoder(cfg, device)},
+                                 train_set, test_set, cfg, device, progress)
+        log = {"config": cfg.to_dict(), "train_images": len(train_set), "test_images": len(test_set),
+               **{name: asdict(result) for name, result in results.items()}}
+        save_json(paths.probe_log, log)
+        return log
