@@ -127,18 +127,19 @@ def confirm_long_run(cfg: Config, assume_yes: bool) -> None:
         return
     images = split_size(cfg.data, "train")
     steps = cfg.epochs * (min(cfg.train_subset or images, images) // cfg.batch_size)
+    print("timing one training step on this CPU: ", end="", file=sys.stderr, flush=True)
     per_step = seconds_per_step(cfg, device)
-    estimate = (f"{steps:,} training steps at {per_step:.2f} s a step on this CPU (timed on random images): "
-                f"about {_duration(steps * per_step)}, plus evaluations")
+    length = _duration(steps * per_step)
+    print(f"{per_step:.2f} s, so {steps:,} steps take about {length}, plus evaluations", file=sys.stderr)
     if steps * per_step <= LONG_RUN_SECONDS:
-        print(estimate, file=sys.stderr)
         return
-    warning = f"{estimate}. A GPU takes far less; --preset quick trains in minutes on a CPU."
+    warning = (f"this run would train for about {length} on this CPU (a GPU takes far less; --preset quick "
+               f"trains in minutes on a CPU)")
     if assume_yes:
         print(f"warning: {warning}", file=sys.stderr)
     elif not sys.stdin.isatty():
-        raise ValueError(f"{warning} Not started: pass --yes to start it anyway")
-    elif input(f"{warning} Start it? [y/N] ").strip().lower() not in ("y", "yes"):
+        raise ValueError(f"{warning}. Not started: pass --yes to start it anyway")
+    elif input(f"{warning}. Start it? [y/N] ").strip().lower() not in ("y", "yes"):
         raise ValueError("not started")
 
 
