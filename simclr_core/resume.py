@@ -88,9 +88,12 @@ def refuse_to_replace(out: str, overwrite: bool) -> None:
 
 
 def check_same_config(log: dict[str, Any], cfg: Config, out: str) -> None:
-    """Refuse to reuse (or continue) the run whose `log` is in `out` as a run of `cfg` when its config differs."""
-    stored, wanted = Config.from_dict(log["config"]).to_dict(), cfg.to_dict()
-    changed = [name for name, value in wanted.items() if stored[name] != value]
+    """Refuse to reuse (or continue) the run whose `log` is in `out` as a run of `cfg` when it was trained
+    differently. Fields added since the run was stored count with their defaults; the probe's settings do not
+    change the trained encoder and are not compared."""
+    stored, wanted = {**Config().to_dict(), **log["config"]}, cfg.to_dict()
+    changed = [name for name in [*wanted, *(name for name in stored if name not in wanted)]
+               if not name.startswith("probe_") and stored.get(name) != wanted.get(name)]
     if changed:
         raise RunExistsError(f"{out} holds {describe_run(log)} of another config: "
                              f"{describe_changes(stored, wanted, changed)}. Pass another folder, or delete "

@@ -146,6 +146,8 @@ def test_load_or_train_reuses_a_matching_run_and_refuses_another_config(tiny_dat
     _, trained = load_or_train(cfg, str(tmp_path), progress=False)
     _, reused = load_or_train(cfg, str(tmp_path), progress=False)
     assert reused == trained
+    other_probe = make_config("smoke", data=str(tiny_data), batch_size=32, epochs=1, probe_train_subset=64)
+    assert load_or_train(other_probe, str(tmp_path), progress=False)[1] == trained  # same encoder
     other = make_config("smoke", data=str(tiny_data), batch_size=32, epochs=1, temperature=0.5)
     with pytest.raises(RunExistsError, match=r"holds a finished run \(smoke preset with epochs=1, batch_size=32; "
                                              r"1 of 1 epochs, 4 steps done\) of another config: it was trained "
