@@ -133,8 +133,8 @@ def confirm_long_run(cfg: Config, assume_yes: bool) -> None:
     print(f"{per_step:.2f} s, so {steps:,} steps take about {length}, plus evaluations", file=sys.stderr)
     if steps * per_step <= LONG_RUN_SECONDS:
         return
-    warning = (f"this run would train for about {length} on this CPU (a GPU takes far less; on a CPU, use "
-               f"--preset quick or fewer --epochs)")
+    warning = (f"this run would train for about {length} on this CPU (a GPU takes far less; on a CPU, choose "
+               f"a smaller --preset or fewer --epochs)")
     if assume_yes:
         print(f"warning: {warning}", file=sys.stderr)
     elif not sys.stdin.isatty():
