@@ -111,14 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _duration(seconds: float) -> str:
+    """Seconds as a person reads them: "41 s", "7 min", "245 hours"."""
     if seconds < 120:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.0f} hours"
 
 
 def confirm_long_run(cfg: Config, assume_yes: bool) -> None:
-    """On a CPU, time a few training steps and say how long the run will take; a run of over an hour
-    starts only when the user confirms it (or passed --yes), so no default can start days of work."""
+    """On a CPU, time one training step and say how long the run will take; a run of over an hour starts
+    only when the user confirms it (or passed --yes), so no default can start days of work."""
     from .data import split_size
     from .engine import seconds_per_step
 
