@@ -1,19 +1,31 @@
 """`python -m simclr_core train | probe | plots`: the reference's three scripts as one command line.
 
-Every field of `Config` is also a flag (`--batch-size 256`, `--temperature 0.5`, ...), applied on top of
-the chosen preset (train) or of the config stored in the checkpoint (probe).
+Every field of `Config` is also a `train` flag (`--batch-size 256`, `--temperature 0.5`, ...), applied on top
+of the chosen preset; `probe` takes the probe settings, the data and the device, applied on top of the config
+stored in the checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Collection
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import distributed
-from .config import DATA_ENV_VAR, PRESETS, Config, make_config
-from .resume import TrainingStopped
+from .config import DATA_ENV_VAR, FIELD_CHOICES, FIELD_HELP, PRESETS, Config, make_config
+from .resume import RunExistsError, TrainingStopped
+from .runtime import pick_device
+from .storage import RunFolderBusy
+
+LONG_RUN_SECONDS = 3600  # a CPU run estimated longer than this starts only when confirmed (or with --yes)
+# The fields `probe` reads; the rest (architecture, seed, ...) come from the checkpoint it probes.
+PROBE_FIELDS = ("data", "data_root", "device", "precision",
+                *(f.name for f in fields(Config) if f.name.startswith("probe_")))
 
 
 def _boolean(text: str) -> bool:
@@ -25,17 +37,27 @@ def _boolean(text: str) -> bool:
 FIELD_TYPES = {"int": int, "float": float, "str": str, "bool": _boolean}
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("config overrides (default: the preset's value)")
+def _add_config_flags(parser: argparse.ArgumentParser, title: str, names: Collection[str]) -> None:
+    group = parser.add_argument_group(title)
     for field in fields(Config):
+        if field.name not in names:
+            continue
         default = field.default if field.default is not MISSING else field.default_factory()  # type: ignore[misc]
+        choices = FIELD_CHOICES.get(field.name)
         group.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None,
-                           type=FIELD_TYPES[str(field.type)], metavar=str(field.type).upper(),
-                           help=f"(reference: {default})")
+                           type=FIELD_TYPES[str(field.type)], choices=choices,
+                           metavar=None if choices else str(field.type).upper(),
+                           help=f"{FIELD_HELP[field.name]} (reference: {default})")
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name) is not None}
+    return {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name, None) is not None}
+
+
+def default_preset(device: torch.device) -> str:
+    """The preset `train` runs when none is named: the reference with a CUDA GPU, else quick (minutes on a
+    CPU), so that a bare `train` never starts a run of days."""
+    return "reference" if device.type == "cuda" else "quick"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,55 +67,117 @@ def build_parser() -> argparse.ArgumentParser:
                     "OUT/checkpoints/latest.pt, OUT/logs/*.json and OUT/plots/*.png.",
         epilog=f"Data: --data cifar10 downloads CIFAR-10 into --data-root; --data PATH reads a folder "
                f"with train/ and test/ class folders; the {DATA_ENV_VAR} environment variable sets the "
-               f"default. Example: python -m simclr_core train --preset quick --out runs/quick")
+               f"default. Example: python -m simclr_core train --preset quick")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="contrastive pre-training (the reference's train.py)",
-                                description="Pre-train the encoder with NT-Xent; writes a checkpoint and "
-                                            "logs every --save-every epochs and at the end.")
-    train.add_argument("--preset", default="reference", choices=sorted(PRESETS),
-                       help="reference: the seed's 100-epoch run (GPU); quick: minutes on a CPU; "
-                            "smoke: seconds, to check the wiring (default: reference)")
-    train.add_argument("--out", default=".", help="output folder (default: current folder)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from checkpoints/latest.pt (its config, plus any "
-                            "flags given here that are safe to change, such as --epochs)")
+    train = commands.add_parser(
+        "train", help="contrastive pre-training (the reference's train.py)",
+        description="Pre-train the encoder with NT-Xent; writes a checkpoint and logs every --save-every epochs "
+                    "and at the end. A folder that already holds a run is never replaced unless you say so "
+                    "(--resume or --overwrite), and one process at a time trains into a folder. On a CPU, a "
+                    "few steps are timed first; a run estimated at over an hour asks before it starts.")
+    train.add_argument("--preset", choices=sorted(PRESETS),
+                       help="reference: the seed's 100-epoch run (for a GPU); fast: tuned for one GPU; quick: "
+                            "minutes on a CPU; smoke: a few steps, to check the wiring (default: reference "
+                            "with a CUDA GPU, else quick)")
+    train.add_argument("--out", help="output folder (default: runs/PRESET)")
+    existing = train.add_mutually_exclusive_group()
+    existing.add_argument("--resume", action="store_true",
+                          help="continue the run in --out from checkpoints/latest.pt (its config, plus any "
+                               "flags given here that are safe to change, such as --epochs)")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="replace the run in --out: its checkpoint, logs and plots are deleted when the "
+                               "new run starts")
+    train.add_argument("--yes", action="store_true",
+                       help="start a CPU run estimated at over an hour without asking")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    _add_config_flags(train)
+    _add_config_flags(train, "config overrides (default: the preset's value; in brackets: the reference's)",
+                      [f.name for f in fields(Config)])
 
     probe = commands.add_parser("probe", help="linear probe: trained vs random-init encoder "
                                               "(the reference's linear_probe.py)",
                                 description="Train a linear classifier on frozen features of the "
                                             "checkpoint in OUT and of a random-init encoder; write "
-                                            "OUT/logs/probe_results.json.")
-    probe.add_argument("--out", default=".", help="the training run's output folder (default: .)")
+                                            "OUT/logs/probe_results.json. Everything else (architecture, "
+                                            "seed) comes from the checkpoint.")
+    probe.add_argument("--out", required=True, help="the training run's output folder, e.g. runs/quick")
     probe.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    _add_config_flags(probe)
+    _add_config_flags(probe, "probe settings (default: the checkpoint's value; in brackets: the reference's)",
+                      PROBE_FIELDS)
 
     plots = commands.add_parser("plots", help="draw the four figures from the logs "
                                               "(the reference's visualizations.py)")
-    plots.add_argument("--out", default=".", help="the run's output folder (default: .)")
+    plots.add_argument("--out", required=True, help="the run's output folder, e.g. runs/quick")
     return parser
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as a person reads them: "41 s", "7 min", "245 hours"."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.0f} hours"
+
+
+def confirm_long_run(cfg: Config, assume_yes: bool) -> None:
+    """On a CPU, time one training step and say how long the run will take; a run of over an hour starts
+    only when the user confirms it (or passed --yes), so no default can start days of work."""
+    from .data import split_size
+    from .engine import seconds_per_step
+
+    device = pick_device(cfg.device)
+    if device.type != "cpu" or distributed.setup().world_size > 1:
+        return
+    if 0 < cfg.time_budget <= LONG_RUN_SECONDS:
+        return  # the run plans its own steps to fit its budget
+    images = split_size(cfg.data, "train")
+    steps = cfg.steps or cfg.epochs * (min(cfg.train_subset or images, images) // cfg.batch_size)
+    print("timing one training step on this CPU: ", end="", file=sys.stderr, flush=True)
+    per_step = seconds_per_step(cfg, device)
+    length = _duration(steps * per_step)
+    print(f"{per_step:.2f} s, so {steps:,} steps take about {length}, plus evaluations", file=sys.stderr)
+    if steps * per_step <= LONG_RUN_SECONDS:
+        return
+    warning = (f"this run would train for about {length} on this CPU (a GPU takes far less; on a CPU, choose "
+               f"a smaller --preset or fewer --epochs)")
+    if assume_yes:
+        print(f"warning: {warning}", file=sys.stderr)
+    elif not sys.stdin.isatty():
+        raise ValueError(f"{warning}. Not started: pass --yes to start it anyway")
+    elif input(f"{warning}. Start it? [y/N] ").strip().lower() not in ("y", "yes"):
+        raise ValueError("not started")
+
+
+def run_train(args: argparse.Namespace) -> None:
+    """`train`: pick the preset and folder, hold the folder, check what is in it, confirm long runs, train."""
+    from .engine import hold_run_folder, train_ssl
+    from .resume import checkpoint_config, refuse_to_replace
+
+    preset = args.preset or default_preset(pick_device(args.device or "auto"))
+    out = args.out or str(Path("runs") / preset)
+    if args.preset is None and not args.resume:
+        print(f"no --preset given: {preset}, sized for this machine (see --help)", file=sys.stderr)
+    cfg = checkpoint_config(out, _overrides(args)) if args.resume else make_config(preset, **_overrides(args))
+    try:
+        with hold_run_folder(out):
+            if not args.resume:  # before timing anything: a folder in use or holding a run fails at once
+                refuse_to_replace(out, args.overwrite)
+                confirm_long_run(cfg, args.yes)
+            log = train_ssl(cfg, out, progress=not args.no_progress, resume=args.resume, overwrite=args.overwrite,
+                            announce=True)
+    finally:
+        distributed.teardown()
+    if log["evals"]:  # only the main process evaluates and writes
+        last = log["evals"][-1]
+        print(f"trained {len(log['step_loss'])} steps ({log['epochs'][-1]['epoch']} epochs) in "
+              f"{log['train_seconds']:.0f} s: held-out loss "
+              f"{last['loss']:.3f}, p_pos {last['p_pos']:.3f}, top-1 {last['top1']:.3f}; checkpoint in "
+              f"{out}/checkpoints/latest.pt. Next: python -m simclr_core probe --out {out}")
 
 
 def run(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "train":
-        from .engine import train_ssl
-        from .resume import checkpoint_config
-
-        cfg = checkpoint_config(args.out, _overrides(args)) if args.resume else \
-            make_config(args.preset, **_overrides(args))
-        try:
-            log = train_ssl(cfg, args.out, progress=not args.no_progress, resume=args.resume)
-        finally:
-            distributed.teardown()
-        if log["evals"]:  # only the main process evaluates and writes
-            last = log["evals"][-1]
-            print(f"trained {len(log['step_loss'])} steps ({log['epochs'][-1]['epoch']} epochs) in "
-                  f"{log['train_seconds']:.0f} s: held-out loss "
-                  f"{last['loss']:.3f}, p_pos {last['p_pos']:.3f}, top-1 {last['top1']:.3f}; "
-                  f"checkpoint in {args.out}/checkpoints/latest.pt")
+        run_train(args)
     elif args.command == "probe":
         from .probe import run_probe
 
@@ -112,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: user mistakes end with one line that says what to do, not a traceback."""
     try:
         run(argv)
-    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
+    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError, RunExistsError,
+            RunFolderBusy) as error:
         sys.exit(f"error: {error}")
     except TrainingStopped as stopped:
         print(stopped, file=sys.stderr)

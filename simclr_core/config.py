@@ -91,19 +91,14 @@ class Config:
                              "the views are crops of 32x32 images, resized to this side")
         if not 0 < self.crop_min_scale <= 1:
             raise ValueError(f"config field crop_min_scale={self.crop_min_scale} must lie in (0, 1]")
-        if self.pipeline not in ("fast", "reference"):
-            raise ValueError(f"config field pipeline={self.pipeline!r}: use 'fast' or 'reference'")
-        if self.optimizer not in ("adamw", "sgd", "lars"):
-            raise ValueError(f"config field optimizer={self.optimizer!r}: use 'adamw', 'sgd' or 'lars'")
+        for name, allowed in FIELD_CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"config field {name}={getattr(self, name)!r}: use {_one_of(allowed)}")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"config field momentum={self.momentum} must lie in [0, 1) (typical: 0.9)")
         if self.warmup_epochs >= self.epochs and not self.steps:
             raise ValueError(f"config field warmup_epochs={self.warmup_epochs} must be below epochs={self.epochs}: "
                              "the warm-up is the start of the run, not all of it")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"config field precision={self.precision!r}: use 'auto', 'bf16' or 'fp32'")
-        if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"config field lr_schedule={self.lr_schedule!r}: use 'constant' or 'cosine'")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             raise ValueError(f"config field device={self.device!r}: use auto, cpu, cuda, cuda:N or mps")
         if self.data != "cifar10" and not os.path.isdir(self.data):
@@ -122,6 +117,59 @@ class Config:
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}; known fields: {sorted(known)}")
         return cls(**values)
+
+
+# One line per field for `--help` (tests check that every field has one).
+FIELD_HELP: dict[str, str] = {
+    "data": f"'cifar10' (torchvision, downloaded into --data-root) or a folder holding train/ and test/ "
+            f"class folders; ${DATA_ENV_VAR} sets the default",
+    "data_root": "where --data cifar10 is stored and downloaded to; offline, put cifar-10-python.tar.gz here",
+    "train_subset": "train on a class-balanced subset of this many images (0: the whole training split)",
+    "width": "base channels of the ResNet-18 (64 is torchvision's); features are 8 x width wide",
+    "proj_dim": "size of the projection head's output z, the vectors NT-Xent compares",
+    "epochs": "passes over the training images (an upper bound when --steps or --time-budget is set)",
+    "steps": "optimizer steps of the run (0: epochs x steps an epoch); --steps N repeats a budgeted run exactly",
+    "time_budget": "seconds of training, evaluations included (0: none): as many steps as fit, the schedule "
+                   "fitted to them",
+    "batch_size": "images a step; each view has the other 2 x batch - 2 views as negatives",
+    "optimizer": "adamw (the reference), sgd (Nesterov momentum) or lars (layer-wise rates, for large batches)",
+    "lr": "peak learning rate",
+    "weight_decay": "weight decay",
+    "momentum": "momentum of sgd and lars (adamw ignores it)",
+    "lr_schedule": "constant (the reference) or cosine (decays to 0 over the run)",
+    "warmup_epochs": "epochs of linear learning-rate warm-up before the schedule; large batches need it",
+    "temperature": "NT-Xent temperature T: lower sharpens the softmax over the negatives",
+    "crop_min_scale": "smallest share of the image a random crop keeps",
+    "train_resolution": "side of the training views in pixels, 8 to 32 (16: a step costs a third; the probe "
+                        "always sees 32x32)",
+    "pipeline": "fast (whole batches augmented on the training device) or reference (per-image torchvision "
+                "transforms, as the seed)",
+    "eval_every": "epochs between measurements of held-out loss, p_pos and top-1",
+    "eval_batches": "batches of held-out views a measurement uses",
+    "save_every": "epochs between checkpoint and log writes (always also at the end)",
+    "sync_every": "steps between reading the loss back from the device (0: every step on a CPU, 20 on GPUs)",
+    "seed": "seed of every random draw: the same seed on the same machine repeats a run exactly",
+    "device": "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps",
+    "num_workers": "DataLoader worker processes of the reference pipeline",
+    "precision": "auto (bf16 where this hardware runs it fast, else fp32), bf16 or fp32; the loss is always fp32",
+    "compile": "true: torch.compile the model (minutes of compilation; pays off on long GPU runs)",
+    "sync_bn": "true: under torchrun, BatchNorm statistics over the global batch",
+    "probe_steps": "L-BFGS iterations of the linear probe (full batch, on cached features)",
+    "probe_weight_decay": "L2 penalty on the linear probe's weights",
+    "probe_train_subset": "train the probe on a class-balanced subset of this many images (0: the whole split)",
+}
+# The allowed values of the fields that take a name; `validate` and the command line's choices both read them.
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "optimizer": ("adamw", "sgd", "lars"),
+    "lr_schedule": ("constant", "cosine"),
+    "pipeline": ("fast", "reference"),
+    "precision": ("auto", "bf16", "fp32"),
+}
+
+
+def _one_of(values: tuple[str, ...]) -> str:
+    quoted = [repr(value) for value in values]
+    return f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 # Presets are overrides of the defaults above, which are the reference's numbers.
@@ -151,3 +199,20 @@ def make_config(preset: str = "reference", **overrides: Any) -> Config:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     return Config.from_dict({**PRESETS[preset], **overrides}).validate()
+
+
+def describe_preset(config: dict[str, Any]) -> str:
+    """Which preset a stored config was made from, and what was changed: "smoke preset with epochs=40".
+
+    Checkpoints and logs store the config, not the preset's name; the closest preset (fewest changed
+    fields, the data source aside) names it in messages.
+    """
+    def changed_from(name: str) -> dict[str, Any]:
+        preset = Config.from_dict({**PRESETS[name], "data": config.get("data", "cifar10")}).to_dict()
+        return {field: value for field, value in config.items()
+                if field in preset and field not in ("data", "data_root") and preset[field] != value}
+
+    changes = {name: changed_from(name) for name in PRESETS}
+    closest = min(changes, key=lambda name: len(changes[name]))
+    changed = ", ".join(f"{field}={value}" for field, value in changes[closest].items())
+    return f"{closest} preset" + (f" with {changed}" if changed else "")

@@ -70,6 +70,16 @@ def load_split(data: str, split: str, data_root: str = "data", subset: int = 0, 
     return _load_image_folder(Path(data), split, subset, seed)
 
 
+CIFAR10_SPLIT_SIZES = {"train": 50_000, "test": 10_000}
+
+
+def split_size(data: str, split: str) -> int:
+    """How many images the split holds, without decoding them (for estimates before loading)."""
+    if data == "cifar10":
+        return CIFAR10_SPLIT_SIZES[split]
+    return len(_scan_split(_split_dir(Path(data), split))[0])
+
+
 def _load_cifar10(split: str, data_root: str, subset: int, seed: int) -> ImageSet:
     from torchvision.datasets import CIFAR10
 
@@ -78,8 +88,9 @@ def _load_cifar10(split: str, data_root: str, subset: int, seed: int) -> ImageSe
     except Exception as error:  # offline, proxy, disk full: all end the same way for the user
         raise DataNotFoundError(
             f"CIFAR-10 is not in {os.path.abspath(data_root)!r} and could not be downloaded ({error}); "
-            f"go online once, or point the project at a local copy laid out as train/ and test/ class "
-            f"folders with --data PATH or {DATA_ENV_VAR}=PATH"
+            f"go online once, copy {CIFAR10.filename} (from {CIFAR10.url}) into that folder, or point the "
+            f"project at a local copy laid out as train/ and test/ class folders with --data PATH or "
+            f"{DATA_ENV_VAR}=PATH"
         ) from error
     labels = torch.tensor(dataset.targets, dtype=torch.int64)
     keep = balanced_indices(labels, subset, seed)
@@ -106,11 +117,20 @@ def _scan_split(split_dir: Path) -> tuple[list[Path], list[int], list[str]]:
     return paths, labels, classes
 
 
-def _load_image_folder(root: Path, split: str, subset: int, seed: int) -> ImageSet:
+def _split_dir(root: Path, split: str) -> Path:
+    """`root`/`split`, or an error that says how to lay the folder out (or which folder to pass instead)."""
     split_dir = root / split
     if not split_dir.is_dir():
+        if root.name in ("train", "test") and (root.parent / split).is_dir():
+            raise DataNotFoundError(f"dataset folder {root} is itself a split; pass the folder that holds "
+                                    f"train/ and test/: --data {root.parent}")
         raise DataNotFoundError(f"dataset folder {root} has no {split}/ folder: lay it out as "
                                 f"{root}/train/<class>/*.jpg and {root}/test/<class>/*.jpg")
+    return split_dir
+
+
+def _load_image_folder(root: Path, split: str, subset: int, seed: int) -> ImageSet:
+    split_dir = _split_dir(root, split)
     paths, labels, classes = _scan_split(split_dir)
     other = root / ("test" if split == "train" else "train")
     if other.is_dir():

@@ -7,6 +7,7 @@ held-out views; every `save_every` epochs (and at the end) write `checkpoints/la
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import resource
@@ -23,14 +24,23 @@ from tqdm import tqdm
 from . import distributed
 from .augment import AugmentationParams, SSLAugmentation, simclr_transform
 from .batch_augment import DeviceTwoViewLoader
-from .config import Config
+from .config import Config, describe_preset
 from .data import ImageSet, load_split
 from .loss import contrastive_metrics, simclr_logits_targets
 from .model import SimCLRModel
 from .optim import lr_factor, make_optimizer
-from .resume import TrainingStopped, capture_rng, check_resumable, restore_rng, stop_requests
+from .resume import (
+    TrainingStopped,
+    capture_rng,
+    check_resumable,
+    check_same_config,
+    refuse_to_replace,
+    restore_rng,
+    stop_requests,
+    stored_run_log,
+)
 from .runtime import choose_precision, machine_description, pick_device, seed_everything
-from .storage import RunPaths, load_checkpoint, load_json, save_checkpoint, save_json
+from .storage import RunLock, RunPaths, load_checkpoint, save_checkpoint, save_json
 
 CHANNELS_LAST_DEVICES = ("cpu", "cuda")  # measured here: 18% faster steps on the CPU (bench notes in README)
 
@@ -93,7 +103,8 @@ BUDGET_MARGIN = 0.95  # plan for 95% of the budget: step times vary by a few per
 
 def calibrate_step_seconds(forward: nn.Module, model: SimCLRModel, optimizer: torch.optim.Optimizer,
                            loader: DataLoader | DeviceTwoViewLoader, cfg: Config, device: torch.device,
-                           bf16: bool, world: distributed.Distributed) -> float:
+                           bf16: bool, world: distributed.Distributed,
+                           steps: tuple[int, int] = CALIBRATION_STEPS) -> float:
     """Median seconds of a training step, measured on a few steps whose effect is then undone.
 
     The weights and optimizer state are restored afterwards and the views come from `loader`, a loader of
@@ -101,7 +112,7 @@ def calibrate_step_seconds(forward: nn.Module, model: SimCLRModel, optimizer: to
     """
     saved_model = {name: value.clone() for name, value in model.state_dict().items()}
     saved_optimizer = copy.deepcopy(optimizer.state_dict())
-    warmup, timed = CALIBRATION_STEPS
+    warmup, timed = steps
     times = []
     for step, (x1, x2) in enumerate(loader):
         start = time.perf_counter()
@@ -136,14 +147,32 @@ def sync_interval(cfg: Config, device: torch.device) -> int:
     return cfg.sync_every or (1 if device.type == "cpu" else 20)
 
 
+def hold_run_folder(out: str, wait: bool = False) -> contextlib.AbstractContextManager[Any]:
+    """The run folder's one-writer lock (`RunLock`), taken by the main process only: under torchrun the
+    other processes never write."""
+    return RunLock(out, wait) if distributed.setup().is_main else contextlib.nullcontext()
+
+
 def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: ImageSet | None = None,
-              eval_set: ImageSet | None = None, resume: bool = False) -> dict[str, Any]:
+              eval_set: ImageSet | None = None, resume: bool = False, overwrite: bool = False,
+              announce: bool = False) -> dict[str, Any]:
     """Pre-train a SimCLR model as `cfg` says; return the log that is also written to `out`.
 
     `train_set` / `eval_set` default to the configured dataset's train / test split. With `resume`, the run
     continues from `out`/checkpoints/latest.pt (weights, optimizer, schedule, log and every random state),
-    and ends where an uninterrupted run would have.
+    and ends where an uninterrupted run would have. A folder that already holds a run is refused unless
+    `resume` or `overwrite` says what to do with it, and one process at a time trains into a folder: a
+    second one fails at once, naming the first. `announce` prints what is about to run (`start_banner`).
     """
+    with hold_run_folder(out):
+        if not resume and distributed.setup().is_main:
+            refuse_to_replace(out, overwrite)
+        return _train_ssl(cfg, out, progress, train_set, eval_set, resume, announce)
+
+
+def _train_ssl(cfg: Config, out: str, progress: bool, train_set: ImageSet | None, eval_set: ImageSet | None,
+               resume: bool, announce: bool) -> dict[str, Any]:
+    """`train_ssl`'s work, with the run folder held."""
     cfg.validate()
     world = distributed.setup()
     if world.world_size > 1 and (cfg.batch_size % world.world_size or cfg.pipeline != "fast"):
@@ -227,6 +256,12 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
         save_json(paths.ssl_log, log)
 
+    if world.is_main and saved is None:  # a new run: nothing of the folder's earlier run may outlive it
+        for stale in paths.written_files():
+            stale.unlink(missing_ok=True)
+    if announce and world.is_main:
+        print(start_banner(cfg, out, str(device), this_run["precision_reason"], len(train_set), len(eval_set),
+                           log), flush=True)
     bar = tqdm(total=total_steps, initial=len(log["step_loss"]), desc="SimCLR pre-training", unit="step",
                disable=not (progress and world.is_main))
     start -= log["train_seconds"]
@@ -300,6 +335,37 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
     return log
 
 
+def start_banner(cfg: Config, out: str, device: str, precision: str, train_images: int, eval_images: int,
+                 log: dict[str, Any]) -> str:
+    """Two lines that say what is about to run and where it goes, before the first step."""
+    data = f"{cfg.data} in {cfg.data_root}" if cfg.data == "cifar10" else cfg.data
+    done, total, per_epoch = len(log["step_loss"]), log["total_steps"], log["steps_per_epoch"]
+    resumed = f", resuming after step {done:,}" if done else ""
+    plan = f"the {cfg.time_budget:g} s budget fits {total:,} steps" if cfg.time_budget else f"{total:,} steps"
+    return (f"training: {describe_preset(cfg.to_dict())} on {device} in {precision}; data {data}: "
+            f"{train_images:,} training images, {eval_images:,} held-out\n"
+            f"{plan} of {cfg.batch_size} images ({total / per_epoch:.3g} epochs of {per_epoch:,} steps)"
+            f"{resumed}; output in {out}")
+
+
+def seconds_per_step(cfg: Config, device: torch.device) -> float:
+    """Measured wall time of one training step of `cfg` on `device` (augmentation, forward, NT-Xent, backward,
+    optimizer step), on random images; the global random state is left as it was. Evaluations are not
+    included: they add a few percent to long runs."""
+    warmup, timed = 1, 1  # the first step pays for one-off set-up (memory, kernels): time the one after it
+    images = torch.randint(0, 256, ((warmup + timed) * cfg.batch_size, 3, 32, 32), dtype=torch.uint8)
+    loader = two_view_loader(ImageSet(images, torch.zeros(len(images), dtype=torch.int64), ["random"]), cfg,
+                             shuffle=False, seed=cfg.seed, device=device)
+    with torch.random.fork_rng(devices=[]):
+        model = SimCLRModel(cfg.width, cfg.proj_dim).to(device)
+        if device.type in CHANNELS_LAST_DEVICES:
+            model = model.to(memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+        return calibrate_step_seconds(model, model, optimizer, loader, cfg, device,
+                                      choose_precision(cfg.precision, device)[0], distributed.SINGLE_PROCESS,
+                                      (warmup, timed))
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory of this process so far: allocated GPU memory on CUDA, resident set size on the CPU."""
     if device.type == "cuda":
@@ -323,17 +389,16 @@ def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tu
 
 def load_or_train(cfg: Config, out: str = ".", progress: bool = True) -> tuple[SimCLRModel, dict[str, Any]]:
     """Reuse the finished run in `out` if it was trained with exactly `cfg` (continue it if it was
-    interrupted); else train it now.
+    interrupted); train it now if `out` holds no run; refuse if it holds a run of another config.
 
     This lets every notebook run alone: the first one that needs the encoder trains it, the rest reuse it.
+    A second process that asks while the first is training (two notebooks open side by side) waits for it.
     """
     paths = RunPaths(out)
-    resume = False
-    if paths.checkpoint.is_file() and paths.ssl_log.is_file():
-        log = load_json(paths.ssl_log)
-        if log["config"] == cfg.to_dict():
-            if log.get("finished"):
-                return load_model(paths.checkpoint, pick_device(cfg.device))[0], log
-            resume = True  # an interrupted run of this very config: continue it
-    log = train_ssl(cfg, out, progress, resume=resume)
+    with hold_run_folder(out, wait=True):
+        log = stored_run_log(out)
+        if log is not None:
+            check_same_config(log, cfg, out)
+        if log is None or not log["finished"]:
+            log = train_ssl(cfg, out, progress, resume=log is not None)
     return load_model(paths.checkpoint, pick_device(cfg.device))[0], log

@@ -25,7 +25,7 @@ from .engine import CHANNELS_LAST_DEVICES, load_model
 from .model import SimCLRModel
 from .resume import checkpoint_config
 from .runtime import machine_description, pick_device, seed_everything, uses_bf16
-from .storage import RunPaths, load_tensor, save_json, save_tensor
+from .storage import RunLock, RunPaths, load_tensor, save_json, save_tensor
 
 
 @torch.inference_mode()
@@ -149,17 +149,18 @@ def run_probe(out: str = ".", overrides: dict[str, Any] | None = None, progress:
     cached in `out`/features, so a second probe of the same checkpoint takes seconds.
     """
     paths = RunPaths(out)
-    cfg = checkpoint_config(out, overrides)
-    device = pick_device(cfg.device)
-    trained, _ = load_encoder(str(paths.checkpoint), device)
-    train_set = load_split(cfg.data, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)
-    test_set = load_split(cfg.data, "test", cfg.data_root)
-    start = time.perf_counter()
-    results = probe_encoders({"simclr": trained, "random": random_encoder(cfg, device)},
-                             train_set, test_set, cfg, device, progress, paths.features)
-    log = {"config": cfg.to_dict(), "train_images": len(train_set), "test_images": len(test_set),
-           "precision": "bf16" if uses_bf16(cfg.precision, device) else "fp32", "machine": machine_description(),
-           "probe_seconds": round(time.perf_counter() - start, 2),
-           **{name: asdict(result) for name, result in results.items()}}
-    save_json(paths.probe_log, log)
-    return log
+    cfg = checkpoint_config(out, overrides)  # fails, naming the file, when there is no run to probe
+    with RunLock(out):  # one writer a run folder: not while it is being trained
+        device = pick_device(cfg.device)
+        trained, _ = load_encoder(str(paths.checkpoint), device)
+        train_set = load_split(cfg.data, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)
+        test_set = load_split(cfg.data, "test", cfg.data_root)
+        start = time.perf_counter()
+        results = probe_encoders({"simclr": trained, "random": random_encoder(cfg, device)},
+                                 train_set, test_set, cfg, device, progress, paths.features)
+        log = {"config": cfg.to_dict(), "train_images": len(train_set), "test_images": len(test_set),
+               "precision": "bf16" if uses_bf16(cfg.precision, device) else "fp32",
+               "machine": machine_description(), "probe_seconds": round(time.perf_counter() - start, 2),
+               **{name: asdict(result) for name, result in results.items()}}
+        save_json(paths.probe_log, log)
+        return log

@@ -1,4 +1,5 @@
-"""Checkpoints and JSON logs, written so that a crash never leaves a half-written file behind.
+"""Checkpoints and JSON logs, written so that a crash never leaves a half-written file behind, and the lock
+that keeps a run folder to one writer.
 
 Every write goes to a temporary file in the same folder, is flushed to disk, and then atomically replaces
 the old file (`os.replace`): whoever reads the path sees either the previous complete file or the new one.
@@ -6,23 +7,28 @@ the old file (`os.replace`): whoever reads the path sees either the previous com
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import os
+import secrets
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import IO, Any, ClassVar
 
 import torch
 
 CHECKPOINT_FORMAT = 1
+TEMPORARY_SUFFIX = ".tmp"
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write (one writer a path)
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}{TEMPORARY_SUFFIX}"
+    # mode 0o666 less the umask, as `open` would give (mkstemp's 0o600 hid runs from the rest of a group)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
@@ -30,7 +36,7 @@ def _write_atomically(path: Path, payload: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -103,3 +109,68 @@ class RunPaths:
         except OSError as error:
             raise PermissionError(f"output folder {self.out} is not writable ({error}): "
                                   f"choose another with --out") from error
+
+    def written_files(self) -> list[Path]:
+        """What a run leaves here: checkpoint, logs and plots (a new run in this folder removes them all)."""
+        return [self.checkpoint, self.ssl_log, self.probe_log, *sorted(self.plots.glob("*.png"))]
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process holds the run folder's lock."""
+
+
+class RunLock:
+    """One writer a run folder: an exclusive advisory lock (flock) on OUT/.run.lock, held while training.
+
+    The kernel drops the lock when its process ends in any way, SIGKILL included, so a lock is never stale
+    and needs no clean-up. Taking it again in the process that holds it nests. Whoever takes it may delete
+    the temporary files that writers killed mid-write left behind: no other writer of the folder is alive.
+    """
+
+    _held: ClassVar[dict[Path, tuple[IO[str], int]]] = {}  # folder -> (open lock file, nesting depth), this process
+
+    def __init__(self, out: str | os.PathLike, wait: bool = False):
+        self.paths = RunPaths(out)
+        self.path = self.paths.out / ".run.lock"
+        self.wait = wait
+
+    def holder(self) -> str:
+        """The process that holds the lock, as its lock file names it."""
+        pid = self.path.read_text().strip() if self.path.is_file() else ""
+        return f"process {pid}" if pid else "another process"
+
+    def __enter__(self) -> RunLock:
+        key = self.paths.out.resolve()
+        if key in self._held:
+            lock_file, depth = self._held[key]
+            self._held[key] = (lock_file, depth + 1)
+            return self
+        self.paths.check_writable()
+        lock_file = open(self.path, "a+")  # stays open as long as the lock is held
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not self.wait:
+                lock_file.close()
+                raise RunFolderBusy(
+                    f"{self.paths.out} is in use: {self.holder()} is writing to it (lock {self.path}); wait for "
+                    f"it to finish, stop it (Ctrl-C or kill; training saves a checkpoint), or choose another "
+                    f"--out") from None
+            print(f"{self.paths.out} is in use by {self.holder()}; waiting for it to finish", file=sys.stderr)
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        lock_file.truncate(0)
+        lock_file.write(f"{os.getpid()}\n")
+        lock_file.flush()
+        self._held[key] = (lock_file, 1)
+        for stale in self.paths.out.rglob(f".*{TEMPORARY_SUFFIX}"):
+            stale.unlink(missing_ok=True)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        key = self.paths.out.resolve()
+        lock_file, depth = self._held.pop(key)
+        if depth > 1:
+            self._held[key] = (lock_file, depth - 1)
+        else:
+            lock_file.close()  # closing the file releases the lock

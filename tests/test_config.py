@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import fields
+
 import pytest
 
 from simclr_core.cli import build_parser, main
-from simclr_core.config import PRESETS, Config, make_config
+from simclr_core.config import FIELD_CHOICES, FIELD_HELP, PRESETS, Config, make_config
 
 
 def test_reference_preset_is_the_seeds_configuration() -> None:
@@ -53,3 +56,27 @@ def test_cli_reports_bad_config_in_one_line(capsys: pytest.CaptureFixture[str], 
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--preset", "smoke", "--temperature", "-1", "--data", "cifar10", "--out", str(tmp_path)])
     assert "error: config field temperature=-1.0 must be > 0" in str(exit_info.value)
+
+
+def test_help_describes_every_flag_and_probe_lists_only_its_own(monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert set(FIELD_HELP) == {f.name for f in fields(Config)}, "every config field needs one line of help"
+    monkeypatch.setenv("COLUMNS", "1000")  # one line a flag, so that each help text appears whole
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    train_help = capsys.readouterr().out
+    for name, line in FIELD_HELP.items():
+        assert f"--{name.replace('_', '-')}" in train_help and line in train_help, name
+    for name, allowed in FIELD_CHOICES.items():
+        assert f"--{name.replace('_', '-')} {{{','.join(allowed)}}}" in train_help
+    with pytest.raises(SystemExit):
+        main(["probe", "--help"])
+    probe_flags = set(re.findall(r"--[a-z-]+", capsys.readouterr().out))
+    assert {"--out", "--data", "--device", "--probe-train-subset"} <= probe_flags
+    assert not {"--temperature", "--width", "--epochs", "--batch-size", "--preset"} & probe_flags
+
+
+def test_choice_fields_are_checked_by_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--optimizer", "adam"])
+    assert "invalid choice: 'adam'" in capsys.readouterr().err

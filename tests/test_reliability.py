@@ -189,7 +189,7 @@ def test_sigkill_at_random_moments_never_leaves_a_torn_checkpoint(cifar_dir: Pat
         if RunPaths(out).checkpoint.is_file():
             state = load_checkpoint(RunPaths(out).checkpoint)  # raises on a torn file
             assert state["epoch"] >= 1
-            # a kill mid-write leaves one temporary file; the next write clears it, so they never pile up
+            # a kill mid-write leaves one temporary file; the next process to take the run's lock clears it
             assert len(list(RunPaths(out).checkpoint.parent.glob(".latest.pt.*.tmp"))) <= 1
             # the JSON mirror is written right after the checkpoint: complete, and at most one save behind
             assert load_json(RunPaths(out).ssl_log)["epochs"][-1]["epoch"] >= state["epoch"] - 1
