@@ -59,7 +59,7 @@ def test_train_names_the_run_it_would_replace_and_overwrite_clears_it(tiny_data:
     banner = capsys.readouterr().out
     assert "training: smoke preset with epochs=1, batch_size=32 on cpu in " in banner
     assert f"data {tiny_data}: 128 training images, 64 held-out" in banner
-    assert f"1 epochs x 4 steps of 32 images = 4 steps; output in {out}" in banner
+    assert f"4 steps of 32 images (1 epochs of 4 steps); output in {out}" in banner
     paths = RunPaths(out)
     save_json(paths.probe_log, {"simclr": "a probe of this run"})
     paths.plots.mkdir()
