@@ -3,13 +3,13 @@ figures load in a real browser (headless Chromium)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import skip_unless_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "book" / "_build" / "html"
@@ -71,9 +71,7 @@ def test_intro_and_full_run_pages(built_book: Path) -> None:
 
 def test_figures_load_in_headless_chromium(built_book: Path) -> None:
     if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium package (see .ci/run)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+        skip_unless_ci("chromium is not installed (apt-get install chromium; .ci/run installs it in CI)")
     from playwright.sync_api import sync_playwright
 
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]

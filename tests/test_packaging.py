@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import tomllib
 import yaml
+from conftest import pyproject
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_environment_yml_matches_pyproject() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = pyproject()["project"]
     wanted = set(project["dependencies"])
     for extra in project["optional-dependencies"].values():
         wanted |= set(extra)
