@@ -9,6 +9,8 @@ import pytest
 from simclr_core.cli import main
 from simclr_core.storage import RunPaths, load_checkpoint, load_json
 
+MARGIN = 0.02  # linear-probe accuracy SimCLR must gain over random init, below every measured gap (see below)
+
 
 @pytest.fixture(scope="module")
 def run_dir(cifar_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -32,12 +34,14 @@ def test_training_lowers_the_loss_and_writes_checkpoint_and_log(run_dir: Path) -
 
 
 def test_probe_and_plots_run_from_the_saved_run(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["probe", "--out", str(run_dir), "--probe-train-subset", "384", "--probe-epochs", "10", "--no-progress"])
+    main(["probe", "--out", str(run_dir), "--probe-train-subset", "384", "--probe-epochs", "50", "--no-progress"])
     assert "linear probe test accuracy" in capsys.readouterr().out
     probe = load_json(RunPaths(run_dir).probe_log)
-    for name in ("simclr", "random"):
-        assert 0.1 < probe[name]["test_accuracy"] <= 1  # above chance even this early
-        assert len(probe[name]["train_loss"]) == 10
+    assert all(len(probe[name]["train_loss"]) == 50 for name in ("simclr", "random"))
+    # The random encoder is this run's own initialisation, so the gap is what 24 steps of SimCLR taught it.
+    # Measured on 10,000 test images (fp32; seeds 0-4 of this run): gaps 0.034, 0.051, 0.081, 0.046, 0.032
+    # (SimCLR 0.195-0.261, random 0.153-0.202); with a 10-epoch probe the gap was -0.015 to 0.057, too noisy.
+    assert probe["simclr"]["test_accuracy"] > probe["random"]["test_accuracy"] + MARGIN, probe
     main(["plots", "--out", str(run_dir)])
     for name in ("ssl_loss", "ssl_metrics", "probe_loss", "probe_accuracy"):
         png = RunPaths(run_dir).plots / f"{name}.png"
