@@ -11,17 +11,20 @@ export SIMCLR_DATA ?= $(LOCAL_CIFAR)
 endif
 UNPACK := $(addsuffix /train,$(filter $(LOCAL_CIFAR),$(SIMCLR_DATA)))
 CHAPTERS := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
+# jupyter-book run by $(PYTHON), not whichever jupyter-book is first on PATH (jupyter_book has no __main__).
+JUPYTER_BOOK := $(PYTHON) -c "from jupyter_book.cli.main import main; main()"
 
 .PHONY: install book notebooks quick test bench clean
 
-install:  ## the package with everything the book and the tests need
-	$(PYTHON) -m pip install -e ".[book,test]"
+install:  ## the package with everything: the book, running the chapters, the tests
+	$(PYTHON) -m pip install -e ".[book,notebooks,test]"
 
 $(LOCAL_CIFAR)/train:
 	mkdir -p data && tar -xzf $(SHARED_CIFAR) -C data
 
-book: install  ## build the book from the notebooks' stored outputs into book/_build/html
-	jupyter-book build -W -n --keep-going book
+book:  ## install only what rendering needs (book/requirements.txt, no PyTorch), build the stored outputs into book/_build/html
+	$(PYTHON) -m pip install -r book/requirements.txt
+	$(JUPYTER_BOOK) build -W -n --keep-going book
 
 notebooks: $(UNPACK)  ## re-run every chapter and store its outputs in the paired .ipynb
 	for nb in $(CHAPTERS); do jupytext --to ipynb --set-kernel python3 --execute $$nb || exit 1; done

@@ -22,7 +22,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -41,7 +40,7 @@ from simclr_core.data import ImageSet, load_split
 from simclr_core.engine import embed_pairs
 from simclr_core.loss import nt_xent
 from simclr_core.model import SimCLRModel
-from simclr_core.runtime import uses_bf16
+from simclr_core.runtime import machine_description, uses_bf16
 
 _QUICK = make_config("quick", data="cifar10")
 # the quick preset as it trains, and the full-width ResNet-18 at a batch a 2-core CPU steps through in seconds
@@ -205,7 +204,7 @@ def main() -> None:
             if row["config"] == config:
                 row["fast_speedup"] = round(row["median_step_s"] / fast["median_step_s"], 2)
     report = {"date": datetime.date.today().isoformat(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU only, torch {torch.__version__}",
+              "machine": machine_description(),
               "data": os.path.basename(os.path.normpath(args.data)), "precision": "bf16" if bf16 else "fp32",
               "rounds": args.rounds, "steps": args.steps,
               "augmentation_only": augmentation_only(args.data), "rows": rows}

@@ -5,8 +5,10 @@ Each candidate is the `quick` preset with a few fields changed; the result is th
 `quick` preset. Usage:
 
     python bench/time_to_accuracy.py --data data/cifar10-jpeg [--only NAME ...]
+    python bench/time_to_accuracy.py --record RUN_DIR NAME   # a run trained and probed by the command line
 
-Results are appended to bench/results/time_to_accuracy.json with the machine, data copy and date.
+Results are appended to bench/results/time_to_accuracy.json with the machine (CPU model and bf16 units), data
+copy and date. Rows before 2026-11-28 changed the `quick` preset of their day (fixed epochs, no time budget).
 """
 
 from __future__ import annotations
@@ -15,61 +17,64 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import tempfile
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from simclr_core.config import make_config
 from simclr_core.engine import train_ssl
 from simclr_core.probe import run_probe
+from simclr_core.runtime import machine_description
+from simclr_core.storage import RunPaths, load_json
 
-# Each candidate is the `quick` preset with these fields changed (so the adopted preset is the empty one).
-# Rows measured before bf16 (precision "fp32" in the results) ran on CPUs without it or before it existed.
-W16 = dict(width=16, epochs=10, temperature=0.2)  # the quick preset before bf16: width 16, 10 epochs, T 0.2
+# Each candidate is the `quick` preset (5 minutes of training, whatever the machine) with these fields changed;
+# the adopted preset is the empty one. Earlier candidates (epochs, widths, temperatures, LARS) are in the results.
 CANDIDATES: dict[str, dict] = {
-    "quick": {},  # the adopted preset: width 32, 7 epochs, T 0.05
-    "w16-b128-8ep": dict(W16, epochs=8),
-    "w16-b128-8ep-T0.5": dict(W16, epochs=8, temperature=0.5),
-    "w16-b256-8ep": dict(W16, batch_size=256, lr=2e-3, epochs=8),
-    "w8-b256-15ep": dict(W16, width=8, batch_size=256, lr=2e-3, epochs=15),
-    "w16-10ep": W16,
-    "w16-10ep-b64": dict(W16, batch_size=64),
-    "w16-10ep-lr2e-3": dict(W16, lr=2e-3),
-    "w16-10ep-lars": dict(W16, optimizer="lars", lr=0.85, weight_decay=1e-6, warmup_epochs=1),  # 0.075 sqrt(128)
-    "w16-18ep": dict(W16, epochs=18),
-    "w16-all50k-3ep": dict(W16, train_subset=0, epochs=3),
-    "w32-7ep": dict(width=32, epochs=7, temperature=0.2),
-    "w32-8ep": dict(width=32, epochs=8, temperature=0.2),
-    "w32-8ep-lr2e-3": dict(width=32, epochs=8, temperature=0.2, lr=2e-3),
-    "w32-8ep-T0.1": dict(width=32, epochs=8, temperature=0.1),
-    "w32-7ep-T0.1": dict(width=32, epochs=7, temperature=0.1),
+    "quick": {},  # adopted: width 32, 10k images, 16x16 views, T 0.05, 300 s
+    "res32": dict(train_resolution=32),  # the full resolution: a third of the steps
+    "res24": dict(train_resolution=24),
+    "sub25k": dict(train_subset=25_000),  # more images, fewer passes over each
+    "all50k": dict(train_subset=0),
 }
 RESULTS = Path(__file__).parent / "results" / "time_to_accuracy.json"
+
+
+def result_row(name: str, overrides: dict[str, Any], log: dict[str, Any], probe: dict[str, Any],
+               data: str) -> dict[str, Any]:
+    return {
+        "name": name, "overrides": overrides, "train_seconds": log["train_seconds"], "precision": log["precision"],
+        "steps": len(log["step_loss"]), "epochs": log["epochs"][-1]["epoch"],
+        "simclr_test_accuracy": round(probe["simclr"]["test_accuracy"], 4),
+        "random_test_accuracy": round(probe["random"]["test_accuracy"], 4),
+        "probe_train_images": probe["train_images"], "test_images": probe["test_images"],
+        "probe_seconds": probe.get("probe_seconds"), "data": os.path.basename(os.path.normpath(data)),
+        "machine": log.get("machine", machine_description()), "date": datetime.date.today().isoformat()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=os.environ.get("SIMCLR_DATA", "cifar10"))
     parser.add_argument("--only", nargs="*", default=sorted(CANDIDATES), choices=sorted(CANDIDATES))
+    parser.add_argument("--record", nargs=2, metavar=("RUN_DIR", "NAME"),
+                        help="append the result of a run already trained and probed with the command line")
+    parser.add_argument("--note", default="", help="with --record: how the run was made, stored with it")
     args = parser.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    if args.record:
+        run, name = args.record
+        log, probe = load_json(RunPaths(run).ssl_log), load_json(RunPaths(run).probe_log)
+        quick = make_config("quick").to_dict()
+        overrides = {key: value for key, value in log["config"].items() if quick[key] != value and key != "data"}
+        results.append({**result_row(name, overrides, log, probe, log["config"]["data"]), "note": args.note})
+        print(json.dumps(results[-1]))
+        RESULTS.write_text(json.dumps(results, indent=1))
+        return
     for name in args.only:
         cfg = make_config("quick", data=args.data, eval_batches=2, save_every=100, **CANDIDATES[name])
         out = tempfile.mkdtemp(prefix=f"tta-{name}-")
         log = train_ssl(cfg, out, progress=False)
-        probe = run_probe(out, progress=False)
-        results.append({
-            "name": name, "overrides": CANDIDATES[name], "train_seconds": log["train_seconds"],
-            "precision": log["precision"],
-            "simclr_test_accuracy": round(probe["simclr"]["test_accuracy"], 4),
-            "random_test_accuracy": round(probe["random"]["test_accuracy"], 4),
-            "probe_train_images": probe["train_images"], "test_images": probe["test_images"],
-            "data": os.path.basename(os.path.normpath(args.data)), "machine": f"{platform.machine()}, "
-            f"{os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads",
-            "date": datetime.date.today().isoformat()})
+        results.append(result_row(name, CANDIDATES[name], log, run_probe(out, progress=False), args.data))
         print(json.dumps(results[-1]), flush=True)
         RESULTS.write_text(json.dumps(results, indent=1))
         shutil.rmtree(out)

@@ -5,6 +5,14 @@
 # minimise?** We follow `simclr_core.loss` line by line on tensors small enough to read, and check it
 # against a loop written straight from the formula.
 #
+# The loss is **NT-Xent**, the *normalized temperature-scaled cross entropy*, as the SimCLR paper names it
+# {cite:p}`chen2020simclr`: normalized because every embedding is scaled to unit length, so that similarities
+# are cosines; temperature-scaled because they are divided by $T$; cross entropy because each view classifies
+# which of the others is its partner. The same loss appears earlier as the multi-class N-pair loss
+# {cite:p}`sohn2016npair` and, in the form most papers cite, as **InfoNCE** {cite:p}`oord2018cpc`. Instance
+# discrimination {cite:p}`wu2018instance` used the same kind of temperature-scaled softmax, against a memory
+# bank of other images' features rather than the rest of the batch.
+#
 # For a batch of $B$ images the encoder and head give two unit vectors per image, $z^{(1)}_k$ and
 # $z^{(2)}_k$. Stack them into $N = 2B$ rows, $Z = [z^{(1)}; z^{(2)}]$. Row $i$'s positive is the other view
 # of the same image, row $(i + B) \bmod N$. With cosine similarities $s_{ij} = z_i \cdot z_j$ and a
@@ -146,3 +154,17 @@ assert loss.item() < math.log(N - 1) < wrong.item()
 # - Masking the diagonal removes the trivial answer "I am most similar to myself".
 # - NT-Xent is an $(N-1)$-way cross-entropy per view; p_pos and top-1 read off how it is going.
 # - Next: [chapter 3](03_training) trains an encoder with it.
+#
+# **Exercises** (each reruns in a second: change the toy cell and run the chapter again)
+# 1. *Views that disagree.* Change the rotation between the two views from 0.3 to 1.0, then to 2.0 radians
+#    (2.0 is the spacing between images, so view 2 of one image lands on view 1 of the next). Predict p_pos and
+#    top-1 first. Expect at 1.0: loss 0.77, p_pos 0.46, top-1 5/6; at 2.0: loss 3.00, above the collapsed
+#    $\log 5 = 1.61$, and top-1 0. Which check cells fail, and do they fail for a good reason?
+# 2. *Temperature on the toy.* Set `T` to 0.1 and to 5. The collapsed loss stays $\log(N-1)$ at every $T$ (why?);
+#    the loss of the correct pairs goes to almost 0 at $T = 0.1$ and to 1.39 at $T = 5$, where p_pos is only
+#    0.25 although top-1 is still 1. Chapter 4 explains where the gradient goes as $T$ changes.
+# 3. *A bigger batch.* Set `B = 8` with `angles = torch.arange(B) * 2 * math.pi / B` (evenly spaced images).
+#    Predict the collapsed loss, $\log 15 = 2.71$, and which check cells need their hard-coded targets updated.
+# 4. *Decoupled contrastive learning.* DCL {cite:p}`yeh2022dcl` drops the positive from the denominator. Change
+#    `if k != i` to `if k != i and k != positive` in `naive_nt_xent`. Why must the loss now be lower than
+#    NT-Xent on the same embeddings (here $-1.41$ against $0.22$), and what is its collapsed value?

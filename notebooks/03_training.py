@@ -2,8 +2,9 @@
 # # 3. Training: watching the contrastive task get solved
 #
 # This chapter answers: **what happens when we minimise NT-Xent on real images?** We pre-train a ResNet-18
-# with `simclr_core.engine.train_ssl`, the same function `python -m simclr_core train` calls, and read its
-# log: the loss, and the two SSL metrics of chapter 2 (p_pos and top-1) measured on held-out views.
+# {cite:p}`he2016resnet` with `simclr_core.engine.train_ssl`, the same function `python -m simclr_core train`
+# calls, and read its log: the loss, and the two SSL metrics of chapter 2 (p_pos and top-1) measured on
+# held-out views.
 #
 # The default here is the `quick` preset: a ResNet-18 of width 32 (half the channels) on a class-balanced
 # 10,000-image subset of CIFAR-10's training split, with T = 0.05, about four and a half minutes on a 2-core CPU
@@ -92,3 +93,23 @@ assert last["p_pos"] > first["p_pos"]
 # - top-1 is retrieval within a batch, not accuracy on classes; whether the features also separate classes
 #   is what the linear probe of [chapter 5](05_linear_probe) measures.
 # - The checkpoint in `RUN_DIR` is what chapters 4-6 analyse.
+#
+# **Exercises.** Each trains a new run (about as long as the book's, minutes on a CPU), so give it its own
+# folder: set `RUN_DIR = "../runs/NAME"` in the parameter cell and pass the change to `make_config`, e.g.
+# `make_config(PRESET, data=DATA, device=DEVICE, batch_size=256)`. To probe it, make the same two changes in
+# chapter 5 (or run `python -m simclr_core train --preset quick --batch-size 256 --out runs/NAME`, then
+# `python -m simclr_core probe --out runs/NAME`). Never point a changed configuration at `../runs/book`: the
+# other chapters share that run.
+# 1. *Batch size.* `batch_size=256`. Predict the first loss ($\log 511 \approx 6.24$), the chance level of
+#    top-1 ($1/511$) and the number of steps (half as many per epoch). Each step now sees twice the negatives;
+#    whether that buys a better probe in the same number of epochs is what to find out (the README's
+#    time-to-accuracy table has runs at batch 64 and 256, at width 16).
+# 2. *The reference's temperature.* `temperature=0.2`. The loss curves of two temperatures are not comparable
+#    (the same embeddings give a different loss at each $T$), so compare held-out top-1 and the probe instead.
+#    The project's sweeps on this preset (README) found the probe 1.5 points lower at 0.2 than at 0.05
+#    (0.5103 against 0.5255), one run each.
+# 3. *More epochs.* `epochs=14`. Expect a modest gain in the probe: in the README's sweeps, more passes over
+#    the same 10,000 images helped by about a point (10 to 18 epochs at width 16: 0.4907 to 0.5022).
+# 4. *Precision.* `precision="fp32"` (on a CPU with AMX or a recent GPU the default is bf16). Expect the same
+#    curves within noise and a slower run; the README measured bf16 steps 1.4-1.7x faster on this project's
+#    CPUs.

@@ -180,7 +180,7 @@ print(f"share of the 5 hardest negatives that share the anchor's class: {same_cl
 assert same_class > 0.2
 
 # %% [markdown]
-# This is the tension Wang & Liu (2021) named the *uniformity-tolerance dilemma*. A low temperature
+# This is the tension {cite:t}`wang2021behaviour` named the *uniformity-tolerance dilemma*. A low temperature
 # concentrates the push on hard negatives, which spreads embeddings evenly (uniformity) but also tears apart
 # images of the same class that happen to be similar (less tolerance). A high temperature is tolerant but
 # treats easy and hard negatives alike and learns slowly. Values around 0.1-0.5 are the usual compromise;
@@ -194,3 +194,18 @@ assert same_class > 0.2
 # - Lower $T$ sends more of the push to the hardest negatives, and in real data many of those share the
 #   anchor's class.
 # - Next: [chapter 5](05_linear_probe) measures whether the features separate classes after all.
+#
+# **Exercises**
+# 1. *The limits of T.* Add 0.01 and 10 to `TEMPERATURES` and predict the bars before running. As $T \to 0$ the
+#    softmax puts all its mass on the largest similarity (here the positive, so p_pos goes to 1 and the loss
+#    to 0); as $T \to \infty$ it tends to uniform, $1/16$ for every candidate.
+# 2. *A negative that beats the positive.* Make the hardest negative more similar than the positive: end the
+#    `linspace` at 0.95 instead of 0.8. Predict p_pos at $T = 0.05$ and the gradient on that negative. Expect the
+#    loss to grow like $(0.95 - 0.9)/T$ as $T$ falls: a low temperature punishes a wrong ranking hard.
+# 3. *How far do hard negatives share the class?* In the same-class cell, use `k=30` and then `k=200` in
+#    `nearest_neighbours`. Expect the share to fall towards chance as $k$ grows; with all 1,999 other images it
+#    is chance by counting (about 0.10 for 2,000 class-balanced test images).
+# 4. *Train at another temperature.* Train chapter 3 at `temperature=0.5` into its own `RUN_DIR` (see chapter
+#    3's exercises) and run this chapter on it with the same change. Note that the real-image cells here
+#    re-softmax embeddings trained at one temperature at five others, so only the row for the trained $T$
+#    describes the gradients the run actually followed.

@@ -113,3 +113,19 @@ assert simclr["train_loss"][-1] < random_init["train_loss"][-1]
 # - The linear probe isolates representation quality: frozen features, one linear layer, a test split.
 # - Always report it next to a random-init baseline of the same architecture.
 # - Next: [chapter 6](06_representation_geometry) looks at *how* the embedding space is organised.
+#
+# **Exercises**
+# 1. *Probe on z instead of h.* Keep the model: `model, _ = load_or_train(cfg, RUN_DIR, progress=False)`; then,
+#    in the raw-pixels cell, replace `pixel_features(train)` and `pixel_features(test)` by
+#    `extract_features(model, train)` and `extract_features(model, test)` (`from simclr_core.probe import
+#    extract_features`): the whole model ends in the projection head, so this probes the 128-d $z$ the loss
+#    sees. The SimCLR paper {cite:p}`chen2020simclr` found the layer before the head better than the one after it
+#    by more than 10 points (on ImageNet); expect $z$ to probe below $h$ here too.
+# 2. *Fewer labels.* `run_probe(RUN_DIR, overrides={"probe_train_subset": 1000}, progress=False)`, and the same
+#    `1000` for the pixels' `load_split`. With 1,000 labelled images and 3,072 inputs, expect the pixel probe's
+#    train accuracy to climb towards 1 while its test accuracy falls, and all three test accuracies to drop.
+#    Does the SimCLR encoder keep its lead?
+# 3. *A longer probe.* `overrides={"probe_epochs": 200}`. If the test accuracies barely move, the 60-epoch probe
+#    had converged and the comparison above is not an artefact of stopping early.
+# 4. *Your own run.* Probe a run from chapter 3's exercises: set `RUN_DIR` to its folder and make the same
+#    change to `make_config`. Predict the ranking before you look.

@@ -2,7 +2,7 @@
 # # 6. Representation geometry: alignment, uniformity and neighbours
 #
 # The linear probe gives one number. This chapter, beyond the reference, answers: **what shape does the
-# embedding space take?** Wang & Isola (2020) showed that the contrastive loss, with many negatives,
+# embedding space take?** {cite:t}`wang2020alignment` showed that the contrastive loss, with many negatives,
 # optimises two properties of the unit-sphere embeddings $z$:
 #
 # - **alignment**: positive pairs (two views of one image) land close together,
@@ -109,6 +109,7 @@ assert separation(geometry["SimCLR"]) > 2 * separation(geometry["random init"])
 #
 # A test image gets the majority label of its 20 most cosine-similar training images, in the encoder's
 # features $h$ (the ones the linear probe uses). No training at all: if the classes are clustered, this works.
+# (A k-NN classifier on frozen features is how {cite:t}`wu2018instance` monitored their contrastive training.)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -152,3 +153,17 @@ for name, (f_bank, f_test) in features.items():
 #   sphere while each image's views stay together.
 # - Alignment alone can mislead (a collapsed network is perfectly aligned); read it next to uniformity.
 # - Neighbourhoods in feature space carry class information that no label put there.
+#
+# **Exercises**
+# 1. *Other t.* Compute `uniformity(g["z1"], t=...)` for $t$ = 0.5, 2 and 8 for both encoders. The numbers move,
+#    does the ranking?
+# 2. *How many neighbours?* Run the k-NN cell with `k=1`, `5` and `200`. Predict which $k$ the random encoder
+#    likes best; for the trained one, published CIFAR-10 k-NN monitors commonly use a similarity-weighted vote
+#    over $k = 200$ {cite:p}`wu2018instance`, which this unweighted vote is not.
+# 3. *k-NN on z.* Use `extract_features(m, bank)` and `extract_features(m, test)` (the whole model, so $z$) in
+#    place of `m.encoder`. Compare with chapter 5's first exercise, which asks the same of the linear probe.
+# 4. *Temperature and uniformity.* Run this chapter on a run trained at `temperature=0.5` (chapter 3's
+#    exercises). {cite:t}`wang2021behaviour` report that a higher temperature gives a less uniform embedding;
+#    expect a higher (less negative) uniformity than the book's run at $T = 0.05$.
+# 5. *Count the galleries.* Change `queries` to ten other indices and count same-class neighbours in each
+#    block. How many queries does it take before the difference measured by the k-NN accuracy shows?

@@ -24,6 +24,7 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 class AugmentationParams:
     crop_scale: tuple[float, float] = (0.3, 1.0)  # share of the image area a crop keeps
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect ratios of the crop
+    output_size: int = IMAGE_SIZE  # side the crop is resized to: a smaller side is a cheaper training step
     flip_p: float = 0.5
     jitter_p: float = 0.8
     brightness: float = 0.4  # SimCLR's colour strength s = 0.5: (0.8 s, 0.8 s, 0.8 s, 0.2 s)
@@ -43,7 +44,8 @@ def normalize() -> v2.Compose:
 def recipe_steps(params: AugmentationParams = AugmentationParams()) -> dict[str, v2.Transform]:
     """The recipe's steps in order, by name, each acting on a uint8 image (the book shows them one by one)."""
     return {
-        "crop": v2.RandomResizedCrop(IMAGE_SIZE, scale=params.crop_scale, ratio=params.crop_ratio, antialias=True),
+        "crop": v2.RandomResizedCrop(params.output_size, scale=params.crop_scale, ratio=params.crop_ratio,
+                                     antialias=True),
         "flip": v2.RandomHorizontalFlip(p=params.flip_p),
         "jitter": v2.RandomApply([v2.ColorJitter(params.brightness, params.contrast, params.saturation,
                                                  params.hue)], p=params.jitter_p),

@@ -76,19 +76,19 @@ def _source_coordinates(start: torch.Tensor, length: torch.Tensor, out_size: int
     return start[:, None] + torch.minimum(inside, length[:, None] - 1)
 
 
-def crop_and_flip(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
-    """Resize each image's box back to full size (bilinear), mirrored where `flip`; float images (B, C, H, W).
-
-    One `F.grid_sample` call for the whole batch: each image gets its own sampling grid.
-    """
+def crop_and_flip(images: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor,
+                  out_size: int | None = None) -> torch.Tensor:
+    """Resize each image's box to `out_size` pixels a side (default: the input's), bilinear, mirrored where
+    `flip`; float images (B, C, H, W). One `F.grid_sample` call for the batch: a sampling grid per image."""
     b, _, h, w = images.shape
+    out = out_size or w
     top, left, height, width = boxes.unbind(1)
-    x = _source_coordinates(left, width, w)
+    x = _source_coordinates(left, width, out)
     x = torch.where(flip[:, None], x.flip(1), x)
-    y = _source_coordinates(top, height, h)
+    y = _source_coordinates(top, height, out)
     # grid_sample wants coordinates in [-1, 1] where -1 and 1 are the outer edges of the image
-    grid = torch.stack([((2 * x + 1) / w - 1)[:, None, :].expand(b, h, w),
-                        ((2 * y + 1) / h - 1)[:, :, None].expand(b, h, w)], dim=-1)
+    grid = torch.stack([((2 * x + 1) / w - 1)[:, None, :].expand(b, out, out),
+                        ((2 * y + 1) / h - 1)[:, :, None].expand(b, out, out)], dim=-1)
     return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="border",
                          align_corners=False)
 
@@ -189,7 +189,7 @@ class BatchAugmentation:
         x = images.float() / 255
         boxes = sample_crop_boxes(n, size, self.params, draws)
         flip = draws.rand(n) < self.params.flip_p
-        x = crop_and_flip(x, boxes, flip)
+        x = crop_and_flip(x, boxes, flip, self.params.output_size)
         x = color_jitter(x, self.params, draws)
         x = gaussian_blur(x, self.params, draws)
         if not self.normalized:

@@ -90,7 +90,8 @@ def run(argv: list[str] | None = None) -> None:
             distributed.teardown()
         if log["evals"]:  # only the main process evaluates and writes
             last = log["evals"][-1]
-            print(f"trained {log['config']['epochs']} epochs in {log['train_seconds']:.0f} s: held-out loss "
+            print(f"trained {len(log['step_loss'])} steps ({log['epochs'][-1]['epoch']} epochs) in "
+                  f"{log['train_seconds']:.0f} s: held-out loss "
                   f"{last['loss']:.3f}, p_pos {last['p_pos']:.3f}, top-1 {last['top1']:.3f}; "
                   f"checkpoint in {args.out}/checkpoints/latest.pt")
     elif args.command == "probe":

@@ -103,12 +103,22 @@ def use_global_batch_norm(model: nn.Module) -> nn.Module:
     return model
 
 
-def mean_over_processes(value: float, world: Distributed, device: torch.device) -> float:
+def mean_over_processes(values: torch.Tensor, world: Distributed) -> torch.Tensor:
+    """The mean of `values` over all processes (on the device: no host synchronisation)."""
+    if world.world_size == 1:
+        return values
+    values = values.detach().clone()
+    dist.all_reduce(values)
+    return values / world.world_size
+
+
+def max_over_processes(value: float, world: Distributed, device: torch.device) -> float:
+    """The largest `value` of any process: a time-budgeted run plans for its slowest process."""
     if world.world_size == 1:
         return value
     tensor = torch.tensor([value], device=device, dtype=torch.float64)
-    dist.all_reduce(tensor)
-    return tensor.item() / world.world_size
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.item()
 
 
 def any_process(flag: bool, world: Distributed, device: torch.device) -> bool:

@@ -7,6 +7,7 @@ held-out views; every `save_every` epochs (and at the end) write `checkpoints/la
 
 from __future__ import annotations
 
+import copy
 import math
 import resource
 import sys
@@ -28,7 +29,7 @@ from .loss import contrastive_metrics, simclr_logits_targets
 from .model import SimCLRModel
 from .optim import lr_factor, make_optimizer
 from .resume import TrainingStopped, capture_rng, check_resumable, restore_rng, stop_requests
-from .runtime import pick_device, seed_everything, uses_bf16
+from .runtime import choose_precision, machine_description, pick_device, seed_everything
 from .storage import RunPaths, load_checkpoint, load_json, save_checkpoint, save_json
 
 CHANNELS_LAST_DEVICES = ("cpu", "cuda")  # measured here: 18% faster steps on the CPU (bench notes in README)
@@ -40,7 +41,7 @@ def two_view_loader(images: ImageSet, cfg: Config, shuffle: bool, seed: int, dev
 
     Under torchrun each process gets its shard: batch_size / world_size images of every global batch.
     """
-    params = AugmentationParams(crop_scale=(cfg.crop_min_scale, 1.0))
+    params = AugmentationParams(crop_scale=(cfg.crop_min_scale, 1.0), output_size=cfg.train_resolution)
     if cfg.pipeline == "fast":
         return DeviceTwoViewLoader(images.images, cfg.batch_size // world.world_size, params, seed, device,
                                    shuffle, world.rank, world.world_size)
@@ -86,6 +87,55 @@ def evaluate_ssl(model: SimCLRModel, images: ImageSet, cfg: Config, device: torc
     return {name: total / batches for name, total in totals.items()}
 
 
+CALIBRATION_STEPS = (2, 5)  # steps a time budget runs untimed (kernel set-up), then timed
+BUDGET_MARGIN = 0.95  # plan for 95% of the budget: step times vary by a few percent on shared machines
+
+
+def calibrate_step_seconds(forward: nn.Module, model: SimCLRModel, optimizer: torch.optim.Optimizer,
+                           loader: DataLoader | DeviceTwoViewLoader, cfg: Config, device: torch.device,
+                           bf16: bool, world: distributed.Distributed) -> float:
+    """Median seconds of a training step, measured on a few steps whose effect is then undone.
+
+    The weights and optimizer state are restored afterwards and the views come from `loader`, a loader of
+    their own, so the run that follows is the one `--steps N` would train: a budget only chooses N.
+    """
+    saved_model = {name: value.clone() for name, value in model.state_dict().items()}
+    saved_optimizer = copy.deepcopy(optimizer.state_dict())
+    warmup, timed = CALIBRATION_STEPS
+    times = []
+    for step, (x1, x2) in enumerate(loader):
+        start = time.perf_counter()
+        loss = distributed.global_nt_xent(*embed_pairs(forward, x1, x2, device, bf16), cfg.temperature, world)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss.item()  # wait for the device
+        times.append(time.perf_counter() - start)
+        if step + 1 == warmup + timed:
+            break
+    model.load_state_dict(saved_model)
+    optimizer.load_state_dict(saved_optimizer)
+    optimizer.zero_grad(set_to_none=True)
+    seconds = sorted(times[warmup:])[len(times[warmup:]) // 2]
+    return distributed.max_over_processes(seconds, world, device)
+
+
+def budget_steps(budget: float, spent: float, step_seconds: float, eval_seconds: float, steps_per_epoch: int,
+                 cfg: Config) -> int:
+    """How many steps fit in what is left of `budget` seconds, evaluations included (never fewer than 1)."""
+    available = BUDGET_MARGIN * (budget - spent)
+    steps = max(1, int(available / step_seconds))
+    for _ in range(2):  # evaluations depend on the epochs the steps make, and take time from the steps
+        evals = steps // (steps_per_epoch * cfg.eval_every) + 1
+        steps = max(1, int((available - evals * eval_seconds) / step_seconds))
+    return steps
+
+
+def sync_interval(cfg: Config, device: torch.device) -> int:
+    """Steps between host-device synchronisations: each one stalls an accelerator's queue."""
+    return cfg.sync_every or (1 if device.type == "cpu" else 20)
+
+
 def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: ImageSet | None = None,
               eval_set: ImageSet | None = None, resume: bool = False) -> dict[str, Any]:
     """Pre-train a SimCLR model as `cfg` says; return the log that is also written to `out`.
@@ -117,7 +167,8 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
             raise ValueError(f"the {name} set has {len(images)} images, fewer than batch_size="
                              f"{cfg.batch_size}: lower --batch-size or use more images")
 
-    bf16 = uses_bf16(cfg.precision, device)
+    start = time.perf_counter()  # a time budget counts from here: set-up, calibration, steps and evaluations
+    bf16, precision_reason = choose_precision(cfg.precision, device)
     seed_everything(cfg.seed)
     model = SimCLRModel(cfg.width, cfg.proj_dim).to(device)
     if device.type in CHANNELS_LAST_DEVICES:
@@ -131,22 +182,39 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
                                                       else [device.index])
     forward = torch.compile(forward) if cfg.compile else forward
     train_loader = two_view_loader(train_set, cfg, shuffle=True, seed=cfg.seed, device=device, world=world)
-    total_steps = cfg.epochs * len(train_loader)
-    warmup_steps = cfg.warmup_epochs * len(train_loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, cfg.lr_schedule))
+    steps_per_epoch = len(train_loader)
 
     this_run = {"config": cfg.to_dict(), "device": str(device), "precision": "bf16" if bf16 else "fp32",
+                "precision_reason": precision_reason, "machine": machine_description(),
                 "finished": False}  # what a resumed run states afresh
-    log: dict[str, Any] = {**this_run, "train_images": len(train_set), "step_loss": [], "epochs": [],
-                           "evals": [], "train_seconds": 0.0}
+    log: dict[str, Any] = {**this_run, "train_images": len(train_set), "steps_per_epoch": steps_per_epoch,
+                           "step_loss": [], "epochs": [], "evals": [], "train_seconds": 0.0}
+    total_steps = cfg.steps or cfg.epochs * steps_per_epoch
     first_epoch, skip_steps, carried_loss = 1, 0, 0.0
+    if saved is not None:
+        log = {**saved["log"], **this_run}
+        if cfg.time_budget:  # the plan the budget made when the run started
+            total_steps = log["total_steps"]
+        first_epoch, skip_steps, carried_loss = saved["epoch"] + 1, saved["step_in_epoch"], saved["epoch_loss"]
+    elif cfg.time_budget:
+        calibration = two_view_loader(train_set, cfg, shuffle=True, seed=cfg.seed + 2, device=device, world=world)
+        step_seconds = calibrate_step_seconds(forward, model, optimizer, calibration, cfg, device, bf16, world)
+        eval_seconds = cfg.eval_batches * step_seconds / 3 if world.is_main else 0.0  # a forward pass: ~1/3 step
+        planned = budget_steps(cfg.time_budget, time.perf_counter() - start, step_seconds, eval_seconds,
+                               steps_per_epoch, cfg)
+        total_steps = min(total_steps, planned)
+        log["budget"] = {"seconds": cfg.time_budget, "calibrated_step_seconds": round(step_seconds, 4),
+                         "planned_steps": planned}
+    log["total_steps"] = total_steps
+    if cfg.warmup_epochs * steps_per_epoch >= total_steps:
+        raise ValueError(f"warmup_epochs={cfg.warmup_epochs} ({cfg.warmup_epochs * steps_per_epoch} steps) covers "
+                         f"the whole run of {total_steps} steps: lower --warmup-epochs or train longer")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, cfg.warmup_epochs * steps_per_epoch, cfg.lr_schedule))
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        log = {**saved["log"], **this_run}
-        first_epoch, skip_steps, carried_loss = saved["epoch"] + 1, saved["step_in_epoch"], saved["epoch_loss"]
         restore_rng(saved["rng"], train_loader)
 
     def save(completed_epochs: int, step_in_epoch: int, epoch_loss: float, rng: dict[str, Any]) -> None:
@@ -161,9 +229,12 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
 
     bar = tqdm(total=total_steps, initial=len(log["step_loss"]), desc="SimCLR pre-training", unit="step",
                disable=not (progress and world.is_main))
-    start = time.perf_counter() - log["train_seconds"]
+    start -= log["train_seconds"]
+    every = sync_interval(cfg, device)
+    step = len(log["step_loss"])
+    epoch = first_epoch
     with stop_requests() as stop:
-        for epoch in range(first_epoch, cfg.epochs + 1):
+        while step < total_steps:
             model.train()
             epoch_rng = capture_rng(train_loader)
             batches = iter(train_loader)
@@ -171,42 +242,61 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
                 next(batches)
             step_in_epoch, epoch_loss = skip_steps, carried_loss
             skip_steps, carried_loss = 0, 0.0
+            unread: list[torch.Tensor] = []  # losses still on the device
             for x1, x2 in batches:
                 z1, z2 = embed_pairs(forward, x1, x2, device, bf16)
                 loss = distributed.global_nt_xent(z1, z2, cfg.temperature, world)
-                value = distributed.mean_over_processes(loss.item(), world, device)  # the global batch's loss
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"the loss became {value} at step {len(log['step_loss']) + 1} (epoch {epoch}); the last good "
-                        f"checkpoint is {paths.checkpoint}: lower --lr or raise --temperature and retrain")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-                step_in_epoch += 1
-                epoch_loss += value
-                log["step_loss"].append(round(value, 5))
-                bar.update()
-                bar.set_postfix(epoch=epoch, loss=f"{value:.3f}")
+                step, step_in_epoch = step + 1, step_in_epoch + 1
+                unread.append(loss.detach())
+                if len(unread) < every and step < total_steps and step_in_epoch < steps_per_epoch:
+                    continue
+                values = distributed.mean_over_processes(torch.stack(unread), world).tolist()  # the global loss
+                unread.clear()
+                for offset, value in enumerate(values):
+                    if not math.isfinite(value):
+                        raise FloatingPointError(
+                            f"the loss became {value} at step {step - len(values) + offset + 1} (epoch {epoch}); "
+                            f"the last good checkpoint is {paths.checkpoint}: lower --lr or raise --temperature "
+                            f"and retrain")
+                epoch_loss += sum(values)
+                log["step_loss"].extend(round(value, 5) for value in values)
+                bar.update(len(values))
+                bar.set_postfix(epoch=epoch, loss=f"{values[-1]:.3f}")
+                over_budget = bool(cfg.time_budget) and time.perf_counter() - start > cfg.time_budget
+                if distributed.any_process(over_budget, world, device) and step < total_steps:
+                    log["budget"]["stopped_early_at_step"] = step  # the machine slowed down: end the run here
+                    total_steps = log["total_steps"] = step
                 if distributed.any_process(bool(stop), world, device):
                     log["train_seconds"] = round(time.perf_counter() - start, 2)
                     save(epoch - 1, step_in_epoch, epoch_loss, epoch_rng)
                     bar.close()
                     raise TrainingStopped(
-                        f"stopped by {stop[0] if stop else 'another process'} at step {len(log['step_loss'])} "
-                        f"(epoch {epoch}); checkpoint saved to "
-                        f"{paths.checkpoint}. Resume with: python -m simclr_core train --resume --out {out}")
+                        f"stopped by {stop[0] if stop else 'another process'} at step {step} (epoch {epoch}); "
+                        f"checkpoint saved to {paths.checkpoint}. Resume with: "
+                        f"python -m simclr_core train --resume --out {out}")
+                if step >= total_steps:
+                    break
+            done = step >= total_steps
             log["train_seconds"] = round(time.perf_counter() - start, 2)
-            log["epochs"].append({"epoch": epoch, "loss": epoch_loss / len(train_loader),
-                                  "lr": scheduler.get_last_lr()[0], "seconds": log["train_seconds"]})
-            if world.is_main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-                log["evals"].append({"epoch": epoch, **evaluate_ssl(model, eval_set, cfg, device, bf16)})
-            log["finished"] = epoch == cfg.epochs
+            reached = epoch - 1 + step_in_epoch / steps_per_epoch  # a run may end mid-epoch
+            reached = epoch if step_in_epoch == steps_per_epoch else round(reached, 3)
+            log["epochs"].append({"epoch": reached,
+                                  "loss": epoch_loss / step_in_epoch, "lr": scheduler.get_last_lr()[0],
+                                  "seconds": log["train_seconds"]})
+            if world.is_main and (epoch % cfg.eval_every == 0 or done):
+                log["evals"].append({"epoch": reached,
+                                     **evaluate_ssl(model, eval_set, cfg, device, bf16)})
+                log["train_seconds"] = round(time.perf_counter() - start, 2)
+            log["finished"] = done
             log["peak_memory_mb"] = peak_memory_mb(device)
-            if epoch % cfg.save_every == 0 or epoch == cfg.epochs:
+            if epoch % cfg.save_every == 0 or done:
                 save(epoch, 0, 0.0, capture_rng(train_loader))
+            epoch += 1
     bar.close()
-    log["finished"] = len(log["epochs"]) >= cfg.epochs
     return log
 
 

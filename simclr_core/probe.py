@@ -7,7 +7,10 @@ randomly initialised encoder of the same architecture tells how much of the accu
 
 from __future__ import annotations
 
+import hashlib
+import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,57 +21,90 @@ from tqdm import tqdm
 from .augment import normalize
 from .config import Config
 from .data import ImageSet, load_split
-from .engine import load_model
+from .engine import CHANNELS_LAST_DEVICES, load_model
 from .model import SimCLRModel
 from .resume import checkpoint_config
-from .runtime import pick_device, seed_everything
-from .storage import RunPaths, save_json
+from .runtime import machine_description, pick_device, seed_everything, uses_bf16
+from .storage import RunPaths, load_tensor, save_json, save_tensor
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def extract_features(encoder: nn.Module, images: ImageSet, device: torch.device | str = "cpu",
-                     batch_size: int = 512) -> torch.Tensor:
-    """h = f(x) for every image, (N, D) on the CPU, with the encoder frozen in eval mode."""
+                     batch_size: int = 1024, bf16: bool = False) -> torch.Tensor:
+    """h = f(x) for every image, (N, D) float32 on the CPU, with the encoder frozen in eval mode.
+
+    With `bf16` the convolutions run in bfloat16 (autocast), twice as fast on hardware that has it; the
+    features then agree with float32 ones to about 3 significant digits, which a linear probe does not notice.
+    """
+    device = torch.device(device)
     encoder.eval().requires_grad_(False)
+    layout = torch.channels_last if device.type in CHANNELS_LAST_DEVICES else torch.contiguous_format
     to_input = normalize()
-    chunks = [encoder(to_input(images.images[i:i + batch_size]).to(device)).cpu()
-              for i in range(0, len(images), batch_size)]
+    chunks = []
+    for i in range(0, len(images), batch_size):
+        x = to_input(images.images[i:i + batch_size]).to(device).contiguous(memory_format=layout)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            chunks.append(encoder(x).float().cpu())
     return torch.cat(chunks)
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    sha = hashlib.sha1()
+    for tensor in tensors:
+        sha.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return sha.hexdigest()[:16]
+
+
+def cached_features(encoder: nn.Module, images: ImageSet, cache: Path | None, device: torch.device | str = "cpu",
+                    bf16: bool = False) -> torch.Tensor:
+    """`extract_features`, stored in the folder `cache` under a name made from the encoder's weights, the
+    images and the precision: probing the same checkpoint again (another chapter, another label budget)
+    reads the file instead of running the encoder over 60,000 images again."""
+    if cache is None:
+        return extract_features(encoder, images, device, bf16=bf16)
+    weights = _digest(*encoder.state_dict().values())
+    path = cache / f"{weights}-{_digest(images.images)}-{'bf16' if bf16 else 'fp32'}.pt"
+    if path.is_file():
+        return load_tensor(path)
+    features = extract_features(encoder, images, device, bf16=bf16)
+    save_tensor(path, features)
+    return features
 
 
 @dataclass
 class ProbeResult:
-    train_loss: list[float]  # mean cross-entropy over each epoch
+    train_loss: list[float]  # the training objective (cross-entropy + L2 penalty) at each evaluation by L-BFGS
     train_accuracy: float
     test_accuracy: float
 
 
 def train_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-                       epochs: int = 100, lr: float = 1e-3, batch_size: int = 512, seed: int = 0) -> ProbeResult:
-    """Fit one linear layer on (train_x, train_y) with Adam; report its accuracies.
+                       steps: int = 100, weight_decay: float = 1e-4) -> ProbeResult:
+    """Fit a multinomial logistic regression on (train_x, train_y) with full-batch L-BFGS; report accuracies.
 
-    Features are standardised with the training split's mean and std first: an affine map, so the probe
-    stays linear, but Adam converges in the same number of epochs whatever the feature scale.
+    Features are standardised with the training split's mean and std first (an affine map, so the probe stays
+    linear), which makes the problem well conditioned: L-BFGS converges in about a hundred passes over the
+    features, where minibatch Adam needed 60 epochs of 100 batches. Starting from zero weights, the result is
+    deterministic. `weight_decay` adds (weight_decay / 2) * ||W||^2 to the mean cross-entropy.
     """
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     train_x, test_x = (train_x - mean) / std, (test_x - mean) / std
-    generator = torch.Generator().manual_seed(seed)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
-    torch.manual_seed(seed)
     classifier = nn.Linear(train_x.shape[1], num_classes)
-    optimizer = torch.optim.Adam(classifier.parameters(), lr=lr)
-    losses = []
-    for _ in range(epochs):
-        order = torch.randperm(len(train_x), generator=generator)
-        total = 0.0
-        for i in range(0, len(order), batch_size):
-            batch = order[i:i + batch_size]
-            loss = F.cross_entropy(classifier(train_x[batch]), train_y[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
-        losses.append(total / len(order))
+    nn.init.zeros_(classifier.weight)
+    nn.init.zeros_(classifier.bias)
+    optimizer = torch.optim.LBFGS(classifier.parameters(), lr=1, max_iter=steps, history_size=20,
+                                  line_search_fn="strong_wolfe")
+    losses: list[float] = []
+
+    def objective() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(classifier(train_x), train_y) + weight_decay / 2 * classifier.weight.square().sum()
+        loss.backward()
+        losses.append(loss.item())
+        return loss
+
+    optimizer.step(objective)  # one call runs up to `steps` iterations, building its curvature history
     with torch.no_grad():
         train_accuracy = (classifier(train_x).argmax(1) == train_y).float().mean().item()
         test_accuracy = (classifier(test_x).argmax(1) == test_y).float().mean().item()
@@ -93,21 +129,24 @@ def random_encoder(cfg: Config, device: torch.device | str = "cpu") -> nn.Module
 
 
 def probe_encoders(encoders: dict[str, nn.Module], train_set: ImageSet, test_set: ImageSet, cfg: Config,
-                   device: torch.device | str = "cpu", progress: bool = True) -> dict[str, ProbeResult]:
-    """Run the same linear probe on each named encoder's frozen features."""
+                   device: torch.device | str = "cpu", progress: bool = True,
+                   cache: Path | None = None) -> dict[str, ProbeResult]:
+    """Run the same linear probe on each named encoder's frozen features (kept in `cache` when given)."""
+    bf16 = uses_bf16(cfg.precision, torch.device(device))
     results = {}
     for name, encoder in tqdm(encoders.items(), desc="linear probe", disable=not progress):
-        train_x = extract_features(encoder, train_set, device)
-        test_x = extract_features(encoder, test_set, device)
+        train_x = cached_features(encoder, train_set, cache, device, bf16)
+        test_x = cached_features(encoder, test_set, cache, device, bf16)
         results[name] = train_linear_probe(train_x, train_set.labels, test_x, test_set.labels,
-                                           cfg.probe_epochs, cfg.probe_lr, cfg.probe_batch_size, cfg.seed)
+                                           cfg.probe_steps, cfg.probe_weight_decay)
     return results
 
 
 def run_probe(out: str = ".", overrides: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
     """Probe the checkpoint in `out` against a random-init encoder; write and return the probe log.
 
-    `overrides` changes probe settings (or the data) of the config stored in the checkpoint.
+    `overrides` changes probe settings (or the data) of the config stored in the checkpoint. Features are
+    cached in `out`/features, so a second probe of the same checkpoint takes seconds.
     """
     paths = RunPaths(out)
     cfg = checkpoint_config(out, overrides)
@@ -115,9 +154,12 @@ def run_probe(out: str = ".", overrides: dict[str, Any] | None = None, progress:
     trained, _ = load_encoder(str(paths.checkpoint), device)
     train_set = load_split(cfg.data, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)
     test_set = load_split(cfg.data, "test", cfg.data_root)
+    start = time.perf_counter()
     results = probe_encoders({"simclr": trained, "random": random_encoder(cfg, device)},
-                             train_set, test_set, cfg, device, progress)
+                             train_set, test_set, cfg, device, progress, paths.features)
     log = {"config": cfg.to_dict(), "train_images": len(train_set), "test_images": len(test_set),
+           "precision": "bf16" if uses_bf16(cfg.precision, device) else "fp32", "machine": machine_description(),
+           "probe_seconds": round(time.perf_counter() - start, 2),
            **{name: asdict(result) for name, result in results.items()}}
     save_json(paths.probe_log, log)
     return log

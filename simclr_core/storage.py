@@ -52,6 +52,17 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     _write_atomically(Path(path), buffer.getvalue())
 
 
+def save_tensor(path: str | os.PathLike, tensor: torch.Tensor) -> None:
+    """A tensor file (cached features), written atomically like everything else."""
+    buffer = io.BytesIO()
+    torch.save(tensor, buffer)
+    _write_atomically(Path(path), buffer.getvalue())
+
+
+def load_tensor(path: str | os.PathLike) -> torch.Tensor:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The checkpoint's dict, or an error that names the file and says what to do."""
     path = Path(path)
@@ -81,6 +92,7 @@ class RunPaths:
         self.ssl_log = self.out / "logs" / "ssl_results.json"
         self.probe_log = self.out / "logs" / "probe_results.json"
         self.plots = self.out / "plots"
+        self.features = self.out / "features"  # cached frozen features of the probed encoders
 
     def check_writable(self) -> None:
         """Fail now, before any training, if the output folder cannot be written."""

@@ -23,9 +23,9 @@ from simclr_core.data import ImageSet
 from simclr_core.storage import RunPaths, load_checkpoint, save_json
 
 SCRIPTS: dict[str, str] = pyproject()["project"]["scripts"]
-# what each script's --help must show: the sub-commands, or the flags of its one command
-HELP_SHOWS = {"simclr": "{train,probe,plots}", "simclr-train": "--batch-size", "simclr-probe": "--probe-epochs",
-              "simclr-plots": "usage: python -m simclr_core plots [-h] [--out OUT]"}
+# what each script's --help must show: the sub-commands, or the usage of its one command
+HELP_SHOWS = {"simclr": "{train,probe,plots}", **{f"simclr-{command}": f"usage: python -m simclr_core {command}"
+                                                  for command in ("train", "probe", "plots")}}
 
 
 def test_every_script_in_pyproject_resolves_and_is_known_here() -> None:

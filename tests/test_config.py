@@ -11,9 +11,11 @@ import pytest
 from simclr_core.cli import _overrides, build_parser, main
 from simclr_core.config import PRESETS, Config, make_config
 
-# A valid value, other than the reference's, for every text field (a new text field must be added here)
-TEXT_VALUES = {"data": str(Path(__file__).parent), "data_root": "elsewhere", "optimizer": "lars",
-               "lr_schedule": "cosine", "pipeline": "reference", "device": "cpu", "precision": "bf16"}
+# A valid value other than the reference's for every text field (a new text field must be added here), and
+# for numbers whose generic change (int + 1, float / 2) would be invalid
+SPECIAL_VALUES = {"data": str(Path(__file__).parent), "data_root": "elsewhere", "optimizer": "lars",
+                  "lr_schedule": "cosine", "pipeline": "reference", "device": "cpu", "precision": "bf16",
+                  "train_resolution": 16}
 
 
 def test_reference_preset_is_the_seeds_configuration() -> None:
@@ -34,12 +36,14 @@ def test_reference_preset_is_the_seeds_configuration() -> None:
     ("momentum", 1.0, "momentum=1.0 must lie in"),
     ("precision", "fp16", "precision='fp16': use 'auto', 'bf16' or 'fp32'"),
     *[(name, 0, f"{name}=0 must be at least 1") for name in
-      ("width", "proj_dim", "eval_every", "eval_batches", "save_every", "probe_epochs", "probe_batch_size")],
+      ("width", "proj_dim", "eval_every", "eval_batches", "save_every", "probe_steps")],
     *[(name, -1, f"{name}=-1 must not be negative") for name in
-      ("train_subset", "probe_train_subset", "num_workers", "weight_decay", "warmup_epochs")],
-    ("lr", 0.0, "learning rates must be > 0 (lr=0.0"),
-    ("lr", -1e-3, "learning rates must be > 0 (lr=-0.001"),
-    ("probe_lr", 0.0, "learning rates must be > 0 (lr=0.001, probe_lr=0.0)"),
+      ("train_subset", "probe_train_subset", "num_workers", "weight_decay", "warmup_epochs", "steps",
+       "time_budget", "sync_every", "probe_weight_decay")],
+    ("lr", 0.0, "lr=0.0 must be > 0"),
+    ("lr", -1e-3, "lr=-0.001 must be > 0"),
+    ("train_resolution", 7, "train_resolution=7 must lie in [8, 32]"),
+    ("train_resolution", 33, "train_resolution=33 must lie in [8, 32]"),
     ("pipeline", "gpu", "pipeline='gpu': use 'fast' or 'reference'"),
     ("device", "tpu", "device='tpu': use auto, cpu, cuda, cuda:N or mps"),
     ("device", "cud:0", "device='cud:0'"),
@@ -59,7 +63,8 @@ def test_unknown_preset_and_field_are_named() -> None:
 
 @pytest.mark.parametrize("field, value", [("device", "cuda:1"), ("device", "cuda"), ("device", "mps"),
                                           ("crop_min_scale", 1.0), ("momentum", 0.0), ("weight_decay", 0.0),
-                                          ("train_subset", 0), ("batch_size", 2), ("warmup_epochs", 99)])
+                                          ("train_subset", 0), ("batch_size", 2), ("warmup_epochs", 99),
+                                          ("train_resolution", 8), ("train_resolution", 32)])
 def test_values_on_the_edge_are_accepted(field: str, value: object) -> None:
     """The checks reject what they name and nothing more (epochs is 100 in the reference)."""
     assert getattr(make_config("reference", data="cifar10", **{field: value}), field) == value
@@ -81,15 +86,17 @@ def test_every_preset_is_valid(name: str) -> None:
 
 def _flag_value(field_name: str, field_type: str, default: object) -> tuple[str, object]:
     """A valid value other than the reference's for one field, as typed on the command line and as parsed."""
+    if field_name in SPECIAL_VALUES:
+        return str(SPECIAL_VALUES[field_name]), SPECIAL_VALUES[field_name]
     if field_type == "bool":
         return ("false", False) if default else ("true", True)
     if field_type == "int":
         return str(default + 1), default + 1
     if field_type == "float":
-        return repr(default / 2), default / 2
-    assert field_type == "str", f"{field_name}: the CLI test does not know the type {field_type}"
-    assert field_name in TEXT_VALUES, f"{field_name}: add a valid value for it to TEXT_VALUES"
-    return TEXT_VALUES[field_name], TEXT_VALUES[field_name]
+        value = default / 2 if default else 1.5
+        return repr(value), value
+    assert field_type != "str", f"{field_name}: add a valid value for it to SPECIAL_VALUES"
+    raise AssertionError(f"{field_name}: the CLI test does not know the type {field_type}")
 
 
 @pytest.mark.parametrize("field", fields(Config), ids=lambda field: field.name)

@@ -64,7 +64,7 @@ def _gradient_worker(rank: int, port: int, out: str, gather_without_grad: bool) 
     else:
         loss = distributed.global_nt_xent(z1, z2, 0.2, world)
     loss.backward()
-    result = {"loss": distributed.mean_over_processes(loss.item(), world, torch.device("cpu")),
+    result = {"loss": distributed.mean_over_processes(loss.detach(), world).item(),
               "grads": [p.grad.flatten().tolist() for p in model.parameters()]}
     Path(out, f"rank{rank}.json").write_text(json.dumps(result))
     dist.destroy_process_group()

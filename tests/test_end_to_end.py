@@ -9,7 +9,7 @@ import pytest
 from simclr_core.cli import main
 from simclr_core.storage import RunPaths, load_checkpoint, load_json
 
-MARGIN = 0.02  # linear-probe accuracy SimCLR must gain over random init, below every measured gap (see below)
+MARGIN = 0.015  # probe accuracy SimCLR must gain over random init: below every measured gap (see below)
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +34,14 @@ def test_training_lowers_the_loss_and_writes_checkpoint_and_log(run_dir: Path) -
 
 
 def test_probe_and_plots_run_from_the_saved_run(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main(["probe", "--out", str(run_dir), "--probe-train-subset", "384", "--probe-epochs", "50", "--no-progress"])
+    main(["probe", "--out", str(run_dir), "--probe-train-subset", "384", "--probe-steps", "10", "--no-progress"])
     assert "linear probe test accuracy" in capsys.readouterr().out
     probe = load_json(RunPaths(run_dir).probe_log)
-    assert all(len(probe[name]["train_loss"]) == 50 for name in ("simclr", "random"))
+    assert all(probe[name]["train_loss"][-1] < probe[name]["train_loss"][0] for name in ("simclr", "random"))
     # The random encoder is this run's own initialisation, so the gap is what 24 steps of SimCLR taught it.
-    # Measured on 10,000 test images, seeds 0-4 of this run: gaps 0.034, 0.051, 0.081, 0.046, 0.032 in fp32
-    # (SimCLR 0.195-0.261, random 0.153-0.202), 0.052, 0.045, 0.062, 0.059 in bf16 (seeds 0-3, as on CPUs
-    # with AMX); with the former 10-epoch probe the gap was -0.015 to 0.057, too noisy to test.
+    # Measured on the 10,000 test images with this 10-step L-BFGS probe, seeds 0-4 of this run: gaps 0.036,
+    # 0.050, 0.062, 0.046, 0.021 in fp32 and 0.048, 0.025, 0.076, 0.040, 0.021 in bf16 (SimCLR 0.23-0.27,
+    # random 0.20-0.22); 30 or 100 probe steps did not widen them (minimum 0.021 and 0.017).
     assert probe["simclr"]["test_accuracy"] > probe["random"]["test_accuracy"] + MARGIN, probe
     main(["plots", "--out", str(run_dir)])
     for name in ("ssl_loss", "ssl_metrics", "probe_loss", "probe_accuracy"):

@@ -86,9 +86,11 @@ def test_resume_without_a_checkpoint_says_so(tmp_path: Path) -> None:
         main(["train", "--resume", "--out", str(tmp_path)])
 
 
+@pytest.mark.parametrize("sync_every", [1, 4])  # 4: the loss is read back every 4 steps, as on a GPU
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cifar_train, cifar_test, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = make_config("smoke", data="cifar10", epochs=3, save_every=1)
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  sync_every: int) -> None:
+    cfg = make_config("smoke", data="cifar10", epochs=3, save_every=1, sync_every=sync_every)
     calls = {"n": 0}
     original = distributed.global_nt_xent
 
@@ -101,6 +103,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cifar_train, c
     with pytest.raises(FloatingPointError, match=r"became nan at step 9 \(epoch 2\).*last good checkpoint"):
         train_ssl(cfg, str(tmp_path), progress=False, train_set=cifar_train, eval_set=cifar_test)
     assert load_checkpoint(RunPaths(tmp_path).checkpoint)["epoch"] == 1
+    assert calls["n"] == (9 if sync_every == 1 else 10)  # read back every 4 steps: after steps 7-10 of epoch 2
 
 
 def test_unwritable_output_folder_fails_before_training(tmp_path: Path) -> None:

@@ -1,0 +1,48 @@
+"""Training for a wall-clock budget: it stays within it, and it is the run that `--steps N` would train."""
+
+from __future__ import annotations
+
+import pytest
+
+from simclr_core.config import make_config
+from simclr_core.engine import budget_steps, train_ssl
+
+
+def test_budget_run_stays_within_its_time_and_equals_the_steps_run(cifar_train, cifar_test, tmp_path) -> None:
+    # smoke: 6 steps an epoch; 40 epochs would take minutes, far beyond the 12 s budget
+    cfg = make_config("smoke", data="cifar10", epochs=40, time_budget=12, save_every=100, lr_schedule="cosine")
+    kwargs = dict(progress=False, train_set=cifar_train, eval_set=cifar_test)
+    budgeted = train_ssl(cfg, str(tmp_path / "budget"), **kwargs)
+    done = len(budgeted["step_loss"])
+    assert budgeted["finished"] and done == budgeted["total_steps"]
+    assert 3 <= done < 40 * budgeted["steps_per_epoch"]
+    assert budgeted["train_seconds"] < 12 * 1.5, "a budget is a limit: at most the last evaluation may overshoot"
+    assert budgeted["budget"]["calibrated_step_seconds"] > 0
+    # the calibration steps were undone: the same seed with the planned step count trains the same steps
+    planned = budgeted["budget"]["planned_steps"]
+    steps_run = train_ssl(make_config("smoke", data="cifar10", epochs=40, steps=planned, save_every=100,
+                                      lr_schedule="cosine"), str(tmp_path / "steps"), **kwargs)
+    assert len(steps_run["step_loss"]) == planned
+    assert steps_run["step_loss"][:done] == budgeted["step_loss"]
+
+
+def test_steps_end_a_run_mid_epoch_and_repeat_exactly(cifar_train, cifar_test, tmp_path) -> None:
+    cfg = make_config("smoke", data="cifar10", steps=9, lr_schedule="cosine")  # 1.5 epochs of 6 steps
+    kwargs = dict(progress=False, train_set=cifar_train, eval_set=cifar_test)
+    first = train_ssl(cfg, str(tmp_path / "a"), **kwargs)
+    again = train_ssl(cfg, str(tmp_path / "b"), **kwargs)
+    assert len(first["step_loss"]) == 9 and first["step_loss"] == again["step_loss"]
+    assert [e["epoch"] for e in first["epochs"]] == [1, 1.5] and first["evals"][-1]["epoch"] == 1.5
+    assert first["epochs"][-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # the cosine reached its end at step 9
+
+
+@pytest.mark.parametrize("spent, step, evaluation, expected", [
+    (0.0, 1.0, 0.0, 95),  # 95% of 100 s at 1 s a step
+    (50.0, 1.0, 0.0, 47),  # what is left after 50 s
+    (0.0, 1.0, 5.0, 75),  # 95 s minus four evaluations of 5 s (one an epoch, one at the end)
+    (99.0, 10.0, 0.0, 1),  # never fewer than one step
+])
+def test_budget_steps_leave_room_for_evaluations(spent: float, step: float, evaluation: float,
+                                                 expected: int) -> None:
+    cfg = make_config("smoke", data="cifar10", eval_every=1)
+    assert budget_steps(100.0, spent, step, evaluation, steps_per_epoch=25, cfg=cfg) == expected
