@@ -91,11 +91,12 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
 
 
 def use_global_batch_norm(model: nn.Module) -> nn.Module:
-    """Turn every BatchNorm2d of `model` into a GlobalBatchNorm2d, keeping its parameters and statistics."""
+    """Turn every BatchNorm2d of `model` into a GlobalBatchNorm2d, keeping its parameters, statistics and mode."""
     for name, child in model.named_children():
         if type(child) is nn.BatchNorm2d:
             replacement = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum)
             replacement.load_state_dict(child.state_dict())
+            replacement.train(child.training)  # a fresh module starts in training mode; keep the model's
             setattr(model, name, replacement.to(child.weight.device))
         else:
             use_global_batch_norm(child)

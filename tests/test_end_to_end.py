@@ -9,6 +9,8 @@ import pytest
 from simclr_core.cli import main
 from simclr_core.storage import RunPaths, load_checkpoint, load_json
 
+MARGIN = 0.015  # probe accuracy SimCLR must gain over random init: below every measured gap (see below)
+
 
 @pytest.fixture(scope="module")
 def run_dir(cifar_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -35,9 +37,12 @@ def test_probe_and_plots_run_from_the_saved_run(run_dir: Path, capsys: pytest.Ca
     main(["probe", "--out", str(run_dir), "--probe-train-subset", "384", "--probe-steps", "10", "--no-progress"])
     assert "linear probe test accuracy" in capsys.readouterr().out
     probe = load_json(RunPaths(run_dir).probe_log)
-    for name in ("simclr", "random"):
-        assert 0.1 < probe[name]["test_accuracy"] <= 1  # above chance even this early
-        assert len(probe[name]["train_loss"]) == 10
+    assert all(probe[name]["train_loss"][-1] < probe[name]["train_loss"][0] for name in ("simclr", "random"))
+    # The random encoder is this run's own initialisation, so the gap is what 24 steps of SimCLR taught it.
+    # Measured on the 10,000 test images with this 10-step L-BFGS probe, seeds 0-4 of this run: gaps 0.036,
+    # 0.050, 0.062, 0.046, 0.021 in fp32 and 0.048, 0.025, 0.076, 0.040, 0.021 in bf16 (SimCLR 0.23-0.27,
+    # random 0.20-0.22); 30 or 100 probe steps did not widen them (minimum 0.021 and 0.017).
+    assert probe["simclr"]["test_accuracy"] > probe["random"]["test_accuracy"] + MARGIN, probe
     main(["plots", "--out", str(run_dir)])
     for name in ("ssl_loss", "ssl_metrics", "probe_loss", "probe_accuracy"):
         png = RunPaths(run_dir).plots / f"{name}.png"

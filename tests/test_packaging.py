@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import tomllib
 import yaml
+from conftest import pyproject
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_environment_yml_matches_pyproject() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = pyproject()["project"]
     wanted = set(project["dependencies"])
     for extra in project["optional-dependencies"].values():
         wanted |= set(extra)
@@ -24,7 +24,7 @@ def test_environment_yml_matches_pyproject() -> None:
 
 
 def test_book_requirements_are_the_book_extra() -> None:
-    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["book"]
+    extra = pyproject()["project"]["optional-dependencies"]["book"]
     lines = (ROOT / "book" / "requirements.txt").read_text().splitlines()
     listed = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
     assert sorted(listed) == sorted(extra)
