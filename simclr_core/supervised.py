@@ -34,7 +34,7 @@ from .model import CifarResNet18
 from .optim import lr_factor
 from .probe import extract_features
 from .resume import checkpoint_config
-from .runtime import choose_precision, pick_device, seed_everything
+from .runtime import choose_precision, machine_description, pick_device, seed_everything
 from .storage import RunPaths, load_checkpoint, load_json, save_checkpoint, save_json
 
 TRAIN_ACCURACY_IMAGES = 2000  # training accuracy is measured on at most this many labelled images (time)
@@ -191,7 +191,8 @@ def train_supervised(cfg: SupervisedConfig, out: str = ".", progress: bool = Tru
 
     log: dict[str, Any] = {"config": cfg.to_dict(), "init_config": pretrained_config(cfg), "device": str(device),
                            "precision": "bf16" if bf16 else "fp32", "precision_reason": precision_reason,
-                           "finished": False, "train_images": len(labelled), "test_images": len(test_set)}
+                           "machine": machine_description(), "finished": False, "train_images": len(labelled),
+                           "test_images": len(test_set)}
     total_steps, stop_at = cfg.steps, math.inf
     if cfg.time_budget:
         calibration = labelled_batches(labelled, cfg.batch_size, params, cfg.seed + 2, device)

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from simclr_core import supervised
+from simclr_core import probe, supervised
 from simclr_core.cli import build_parser
 from simclr_core.config import make_config
 from simclr_core.data import ImageSet, labelled_indices
 from simclr_core.model import SimCLRModel
-from simclr_core.probe import label_efficiency
+from simclr_core.probe import budget_weight_decay, label_efficiency, run_probe
 from simclr_core.runtime import seed_everything
 from simclr_core.storage import RunPaths, save_checkpoint
 from simclr_core.supervised import SupervisedConfig, initial_classifier, load_or_train_supervised, train_supervised
@@ -47,6 +47,16 @@ def test_label_efficiency_gives_one_accuracy_per_subset() -> None:
     accuracies = label_efficiency(features, images, features, images.labels, {1: 3, 10: 1}, steps=20)
     assert [len(accuracies[1]), len(accuracies[10])] == [3, 1]
     assert accuracies[10][0] > 0.9  # separable classes, ten labels each
+    assert budget_weight_decay(1e-4, 50_000, 50_000) == 1e-4 and budget_weight_decay(1e-4, 50_000, 10) == 0.5
+
+
+def test_probe_with_a_label_budget_writes_its_own_log(pretrained_run: Path, cifar_train: ImageSet,
+                                                      cifar_test: ImageSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(probe, "load_split", lambda data, split, *args: cifar_train if split == "train" else cifar_test)
+    log = run_probe(str(pretrained_run), progress=False, labels_per_class=5, label_seed=1)
+    assert (log["train_images"], log["labels_per_class"], log["label_seed"]) == (50, 5, 1)
+    assert (pretrained_run / "logs" / "probe_results_5_per_class_seed1.json").is_file()
+    assert not RunPaths(pretrained_run).probe_log.exists()  # the full probe's log is left alone
 
 
 @pytest.fixture
