@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(probe, "probe settings (default: the checkpoint's value; in brackets: the reference's)",
                       PROBE_FIELDS)
 
+    _add_label_budget_commands(commands, probe)
+
     plots = commands.add_parser("plots", help="draw the four figures from the logs "
                                               "(the reference's visualizations.py)")
     plots.add_argument("--out", required=True, help="the run's output folder, e.g. runs/quick")
@@ -174,6 +176,28 @@ def run_train(args: argparse.Namespace) -> None:
               f"{out}/checkpoints/latest.pt. Next: python -m simclr_core probe --out {out}")
 
 
+def _add_label_budget_commands(commands: argparse._SubParsersAction, probe: argparse.ArgumentParser) -> None:
+    """`probe --labels-per-class N` and the `supervised` command: what a few labels buy (chapter 7)."""
+    from .supervised import SupervisedConfig
+
+    budget = probe.add_argument_group("label budget")
+    budget.add_argument("--labels-per-class", type=int, default=0,
+                        help="train the probes on N labelled images of each class (default: all the images); "
+                             "the log goes to OUT/logs/probe_results_N_per_class_seedS.json")
+    budget.add_argument("--label-seed", type=int, default=0, help="which labelled images (default: 0)")
+    supervised = commands.add_parser(
+        "supervised", help="train the ResNet-18 with labels: from scratch, or fine-tuning a SimCLR run (--init)",
+        description="Cross-entropy on --labels-per-class labelled images of each class, with the SimCLR "
+                    "augmentations; writes OUT/checkpoints/latest.pt and OUT/logs/supervised_results.json.")
+    supervised.add_argument("--out", required=True, help="output folder of this run")
+    supervised.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    for field in fields(SupervisedConfig):
+        default = field.default if field.default is not MISSING else field.default_factory()  # type: ignore[misc]
+        supervised.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=default,
+                                type=FIELD_TYPES[str(field.type)], metavar=str(field.type).upper(),
+                                help=f"(default: {default!r})")
+
+
 def run(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "train":
@@ -181,10 +205,18 @@ def run(argv: list[str] | None = None) -> None:
     elif args.command == "probe":
         from .probe import run_probe
 
-        log = run_probe(args.out, _overrides(args), progress=not args.no_progress)
+        log = run_probe(args.out, _overrides(args), not args.no_progress, args.labels_per_class, args.label_seed)
         print(f"linear probe test accuracy: SimCLR {log['simclr']['test_accuracy']:.4f}, "
               f"random init {log['random']['test_accuracy']:.4f} "
               f"({log['train_images']} train / {log['test_images']} test images)")
+    elif args.command == "supervised":
+        from .supervised import SupervisedConfig, train_supervised
+
+        cfg = SupervisedConfig(**{f.name: getattr(args, f.name) for f in fields(SupervisedConfig)})
+        log = train_supervised(cfg, args.out, progress=not args.no_progress)
+        print(f"{'fine-tuned ' + cfg.init if cfg.init else 'from scratch'}: {log['train_images']} labelled images, "
+              f"{len(log['step_loss'])} steps in {log['train_seconds']:.0f} s: test accuracy "
+              f"{log['test_accuracy']:.4f} ({log['test_images']} images); run in {args.out}")
     else:
         from .plots import save_all
 

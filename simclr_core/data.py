@@ -61,6 +61,22 @@ def balanced_indices(labels: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return order[by_rank[:n]].sort().values
 
 
+def labelled_indices(images: ImageSet, per_class: int, seed: int) -> torch.Tensor:
+    """Indices of `per_class` images of every class, drawn at random (seeded): a labelled budget.
+
+    Budgets drawn with the same seed are nested (the 5-per-class subset contains the 1-per-class one), so a
+    curve over budgets adds labels rather than swapping images; another seed draws another subset.
+    """
+    if per_class < 1:
+        raise ValueError(f"labels per class must be at least 1, not {per_class}")
+    counts = images.labels.bincount(minlength=len(images.classes))
+    short = [f"{images.classes[c]} ({int(n)})" for c, n in enumerate(counts) if n < per_class]
+    if short:
+        raise ValueError(f"{per_class} labelled images per class asked for, but these classes have fewer: "
+                         f"{', '.join(short)}; ask for at most {int(counts.min())} per class or load more images")
+    return balanced_indices(images.labels, per_class * len(images.classes), seed)
+
+
 def load_split(data: str, split: str, data_root: str = "data", subset: int = 0, seed: int = 0) -> ImageSet:
     """The `split` ("train" or "test") of `data`, optionally a class-balanced subset of `subset` images."""
     if split not in ("train", "test"):

@@ -69,6 +69,36 @@ def probe_accuracy(probe_log: dict[str, Any]) -> Figure:
     return fig
 
 
+def label_efficiency(curves: dict[str, dict[int, list[float]]], runs: dict[str, dict[int, float]] | None = None,
+                     references: dict[str, float] | None = None, reference_budget: int = 5000) -> Figure:
+    """Test accuracy against labelled images per class (log axis). `curves`: per method, the scores of several
+    labelled subsets per budget, drawn as their mean (a line) and every score (dots: the spread). `runs`: one
+    trained run per budget, squares on a dashed line. `references`: full-label accuracies measured elsewhere,
+    hollow stars at `reference_budget`, named as not measured here."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    for name, scores in curves.items():
+        budgets = sorted(scores)
+        line, = ax.plot(budgets, [sum(scores[n]) / len(scores[n]) for n in budgets], "o-", lw=1.8, ms=4, label=name)
+        points = [(n, score) for n in budgets for score in scores[n]]
+        ax.scatter(*zip(*points, strict=True), s=12, alpha=0.45, color=line.get_color(), linewidths=0)
+    for name, scores in (runs or {}).items():
+        budgets = sorted(scores)
+        ax.plot(budgets, [scores[n] for n in budgets], "s--", lw=1.5, ms=6, label=name)
+    for name, accuracy in (references or {}).items():
+        ax.scatter([reference_budget], [accuracy], marker="*", s=150, facecolors="none", edgecolors="k")
+        ax.annotate(f"{name}: {accuracy:.3f}\n(not measured here)", (reference_budget, accuracy), fontsize=7,
+                    xytext=(-8, 0), textcoords="offset points", ha="right", va="center")
+    ax.axhline(0.1, color="k", ls=":", lw=1, label="chance (10 classes)")
+    ax.set(xscale="log", xlabel="labelled training images per class", ylabel="test accuracy", ylim=(0, 1),
+           title="What pre-training buys when labels are scarce")
+    budgets = sorted({n for scores in [*curves.values(), *(runs or {}).values()] for n in scores})
+    ax.set_xticks(budgets, [f"{n:,}" for n in budgets])
+    ax.minorticks_off()
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def image_grid(images: torch.Tensor, titles: list[str] | None = None, ncols: int = 8,
                size: float = 1.3, row_labels: list[str] | None = None) -> Figure:
     """Show uint8 images (N, 3, H, W) in a grid, optionally titled, with optional labels on the left."""

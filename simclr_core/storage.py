@@ -97,6 +97,7 @@ class RunPaths:
         self.checkpoint = self.out / "checkpoints" / "latest.pt"
         self.ssl_log = self.out / "logs" / "ssl_results.json"
         self.probe_log = self.out / "logs" / "probe_results.json"
+        self.supervised_log = self.out / "logs" / "supervised_results.json"  # a supervised run (supervised.py)
         self.plots = self.out / "plots"
         self.features = self.out / "features"  # cached frozen features of the probed encoders
 

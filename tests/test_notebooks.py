@@ -11,8 +11,8 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 
 
-def test_there_are_six_chapters() -> None:
-    assert len(SOURCES) == 6
+def test_there_are_seven_chapters() -> None:
+    assert len(SOURCES) == 7
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
