@@ -11,8 +11,10 @@ from matplotlib.figure import Figure
 
 from .storage import RunPaths, load_json
 
-COLORS = {"simclr": "tab:blue", "random": "tab:gray", "pixels": "tab:orange"}
-LABELS = {"simclr": "SimCLR", "random": "random init", "pixels": "raw pixels"}
+COLORS = {"simclr": "tab:blue", "random": "tab:gray", "random_bn": "tab:brown", "pixels": "tab:orange"}
+# random_bn: the random-init encoder with BatchNorm statistics estimated on the data (chapter 5)
+LABELS = {"simclr": "SimCLR", "random": "random init", "random_bn": "random init,\nBN from data",
+          "pixels": "raw pixels"}
 
 
 def ssl_loss(ssl_log: dict[str, Any]) -> Figure:
