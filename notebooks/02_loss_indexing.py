@@ -157,10 +157,11 @@ assert loss.item() < math.log(N - 1) < wrong.item()
 #
 # For a training batch of 128 images, $N - 1 = 255$ and $\log 255 \approx 5.54$. Where does an untrained
 # network stand? We take the `quick` preset's network (chapter 3) at its random initialisation, in training
-# mode as at the first step, and feed it two augmented views of 128 real training images: how similar are its
-# embeddings of *different* images, and what loss does it score?
+# mode as at the first step, and feed it two augmented views of 128 real training images, made as training
+# makes them: how similar are its embeddings of *different* images, and what loss does it score?
 
 # %%
+from simclr_core.augment import AugmentationParams
 from simclr_core.batch_augment import BatchAugmentation
 from simclr_core.config import make_config
 from simclr_core.data import load_split
@@ -171,7 +172,8 @@ quick = make_config("quick", data=DATA)
 real = load_split(DATA, "train", subset=quick.batch_size, seed=0)
 seed_everything(quick.seed)
 untrained = SimCLRModel(quick.width, quick.proj_dim).train()
-augment = BatchAugmentation(seed=0)
+augment = BatchAugmentation(AugmentationParams(crop_scale=(quick.crop_min_scale, 1.0),
+                                               output_size=quick.train_resolution), seed=0)
 with torch.no_grad():
     z_real1, z_real2 = untrained(augment(real.images)), untrained(augment(real.images))
 different_images = ~torch.eye(quick.batch_size, dtype=torch.bool)  # view 1 of image i, view 2 of image j != i
