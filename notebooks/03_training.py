@@ -7,8 +7,10 @@
 # held-out views.
 #
 # The default here is the `quick` preset: a ResNet-18 of width 32 (half the channels) on a class-balanced
-# 10,000-image subset of CIFAR-10's training split, with T = 0.05, sized for a few minutes on a 2-core CPU. On a
-# GPU, set `PRESET = "reference"` for the seed's 100-epoch run (see the page on the full run).
+# 10,000-image subset of CIFAR-10's training split, with T = 0.05, trained for a fixed time (its `time_budget`, in
+# seconds, printed below) on a 2-core CPU. It trains on views resized to `train_resolution` pixels a side, fewer
+# than the images' 32, which makes each step cheaper; the probe and the later chapters use the full 32x32 images.
+# On a GPU, set `PRESET = "reference"` for the seed's 100-epoch run (see the page on the full run).
 
 # %% tags=["parameters"]
 import os
@@ -29,8 +31,8 @@ from simclr_core.plots import ssl_loss, ssl_metrics
 from simclr_core.storage import RunPaths
 
 cfg = make_config(PRESET, data=DATA, device=DEVICE)
-print({k: getattr(cfg, k) for k in ["width", "train_subset", "epochs", "time_budget", "batch_size", "lr",
-                                     "lr_schedule", "temperature"]})
+print({k: getattr(cfg, k) for k in ["width", "train_subset", "epochs", "time_budget", "train_resolution",
+                                     "batch_size", "lr", "lr_schedule", "temperature"]})
 
 # %% [markdown]
 # ## Train (or reuse the finished run)
@@ -53,13 +55,13 @@ print("checkpoint:", paths.checkpoint.is_file(), " log:", paths.ssl_log.is_file(
 
 # %% [markdown]
 # The precision line says how the arithmetic was done and why. **bf16** (bfloat16) is a 16-bit floating-point
-# format that keeps float32's 8-bit exponent, so the same range of magnitudes, but only 8 bits of
-# significand, about 3 significant digits. Under `precision="auto"` the convolutions and matrix products run in
-# bf16 wherever the hardware multiplies bf16 natively, which roughly halves a step's time; the loss is always
-# computed in float32. On CPUs that means **AMX** (Advanced Matrix Extensions: matrix-multiply units in Intel
-# Xeon CPUs from Sapphire Rapids on) or **AVX512-BF16** (vector instructions for bf16 dot products, in AMD Zen 4
-# and Intel Cooper Lake); on GPUs, tensor cores from NVIDIA's Ampere on. Elsewhere bf16 would be emulated and
-# slower, so the run uses float32 (fp32).
+# format that keeps float32's 8-bit exponent, so the same range of magnitudes, but only 8 bits of significand,
+# about 3 significant digits. Under `precision="auto"` the convolutions and matrix products run in bf16 wherever
+# the hardware multiplies bf16 natively, which makes a step faster (the README's benchmarks say by how much); the
+# loss is always computed in float32. On CPUs that means **AMX** (Advanced Matrix Extensions: matrix-multiply
+# units in Intel Xeon CPUs from Sapphire Rapids on) or **AVX512-BF16** (vector instructions for bf16 dot
+# products, in AMD Zen 4 and Intel Cooper Lake); on GPUs, tensor cores from NVIDIA's Ampere on. Elsewhere bf16
+# would be emulated and slower, so the run uses float32 (fp32).
 
 # %% [markdown]
 # ## The loss
@@ -76,15 +78,15 @@ fig = ssl_loss(log)
 plt.show()
 
 # %% [markdown]
-# The two bold curves are not measured the same way, which is why they cross. An epoch's training loss is the
-# mean over its steps, taken while the network was still improving, in training mode; the held-out loss is
-# measured once, at the epoch's end, in evaluation mode (BatchNorm uses its running statistics). In the first
-# epoch, when the loss falls fastest, the mean drags the early high losses along, so the training point can sit
-# above the held-out one even though the held-out images were never trained on. Later the loss changes little
-# within an epoch, and a different effect shows: the network has seen its 10,000 training images several times
-# and may fit them better than unseen ones. The cell below measures both: the first epoch's mean against the
-# mean of its last tenth of steps, and, for the finished network, the held-out measurement (same protocol,
-# evaluation mode, same number of batches) run on its own training images as well as on the test images.
+# The two bold curves are not measured the same way, which is why their order can change. An epoch's training
+# loss is the mean over its steps, taken while the network was still improving, in training mode; the held-out
+# loss is measured once, at the epoch's end, in evaluation mode (BatchNorm uses its running statistics). In the
+# first epoch, when the loss falls fastest, the mean drags the early high losses along, so the training point can
+# sit above the held-out one even though the held-out images were never trained on. Later the loss changes less
+# within an epoch, and a different effect can show: the network has seen its training images repeatedly and may
+# fit them better than unseen ones. The cell below measures both: the first epoch's mean against the mean of its
+# last tenth of steps, and, for the finished network, the held-out measurement (same protocol, evaluation mode,
+# same number of batches) run on its own training images as well as on the test images.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -115,8 +117,9 @@ assert first_epoch_mean > first_epoch_end + 0.2
 assert on_train < on_test
 
 # %% [markdown]
-# So in the figure, the first epoch's ordering comes from averaging over a falling curve, and the later gap from
-# the network fitting its training images better than unseen ones, by the margin printed above.
+# So the first epoch's training point carries the early losses of a falling curve, whichever side of the
+# held-out point it lands on in a given run; and the finished network scores a lower loss on the images it
+# trained on than on unseen ones, by the margin printed above.
 
 # %% [markdown]
 # ## p_pos and top-1 on held-out views
@@ -163,8 +166,9 @@ assert last["p_pos"] > first["p_pos"]
 #    time-to-accuracy table has runs at batch 64 and 256, at width 16).
 # 2. *The reference's temperature.* `temperature=0.2`. The loss curves of two temperatures are not comparable
 #    (the same embeddings give a different loss at each $T$), so compare held-out top-1 and the probe instead.
-#    The project's sweeps on this preset (`bench/results/time_to_accuracy.json`, 7 epochs) found the probe 1.5
-#    points lower at 0.2 than at 0.05 (0.5103 against 0.5255), one run each.
+#    The project's sweeps on this preset as it was before its time budget (`bench/results/time_to_accuracy.json`:
+#    7 epochs on 32x32 views) found the probe 1.5 points lower at 0.2 than at 0.05 (0.5103 against 0.5255), one
+#    run each.
 # 3. *Train longer.* Double the time budget (`time_budget=2 * cfg.time_budget`) if the preset has one (the first
 #    cell prints it), else the epochs (`epochs=2 * cfg.epochs`). Expect a modest gain in the probe: in the
 #    project's sweeps (`bench/results/time_to_accuracy.json`), more passes over the same 10,000 images helped by

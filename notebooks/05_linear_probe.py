@@ -111,8 +111,8 @@ log["random_bn"] = asdict(random_bn_probe)
 # %% [markdown]
 # ## Results
 #
-# The reference's two figures: test accuracy per encoder, and the probe's training objective per L-BFGS
-# iteration.
+# The reference's two figures: test accuracy per encoder, and the probe's training objective at each of its
+# evaluations by L-BFGS (the line search evaluates it more than once an iteration).
 
 # %%
 fig = probe_accuracy(log)

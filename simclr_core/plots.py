@@ -47,12 +47,12 @@ def ssl_metrics(ssl_log: dict[str, Any]) -> Figure:
 
 
 def probe_loss(probe_log: dict[str, Any]) -> Figure:
-    """Linear-probe training objective after each L-BFGS iteration, one curve per encoder."""
+    """Linear-probe training objective at each of its evaluations by L-BFGS, one curve per encoder."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name in _encoders(probe_log):
         ax.plot(range(1, len(probe_log[name]["train_loss"]) + 1), probe_log[name]["train_loss"],
                 color=COLORS.get(name), label=LABELS.get(name, name))
-    ax.set(xlabel="L-BFGS iteration", ylabel="train cross-entropy + L2", title="Linear probe loss")
+    ax.set(xlabel="evaluation of the objective (L-BFGS)", ylabel="train cross-entropy + L2", title="Linear probe loss")
     ax.legend()
     fig.tight_layout()
     return fig
