@@ -72,12 +72,11 @@ for name, g in geometry.items():
 # %% [markdown]
 # The random network's alignment looks excellent, and that is the trap: it maps *every* image to nearly the
 # same point (in evaluation mode, with its BatchNorm layers at their initial statistics, chapter 5), so two views
-# are close only because everything is close. Its uniformity near 0 (the value
-# for a single point; the ideal on a 128-d sphere is about -4) gives it away. Pre-training spreads the
-# images out (uniformity falls a long way). Its positives end up farther apart than the random network's (a
-# higher alignment loss), but relative to the spread of the images they are much closer: that is what the loss
-# asks for. The histograms make this visible: cosine similarity of positive pairs against pairs of different
-# images.
+# are close only because everything is close. Its uniformity near 0 (the value for a single point; the ideal on a
+# 128-d sphere is about -4) gives it away. Pre-training spreads the images out (uniformity falls a long way). Its
+# positives end up farther apart than the random network's (a higher alignment loss), but relative to the spread
+# of the images they are much closer: that is what the loss asks for. The histograms make this visible: cosine
+# similarity of positive pairs against pairs of different images.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=False)
@@ -107,10 +106,12 @@ for name, g in geometry.items():
 # %%
 # Checks on what the text claims: the trained embeddings are far more uniform than the random ones, and
 # relative to that spread, its positives are much closer (better separation of positives from negatives); in
-# absolute terms, though, its alignment is several times worse than the random network's.
+# absolute terms, though, its alignment is several times worse than the random network's, whose embeddings are
+# nearly one point.
 assert geometry["SimCLR"]["uniformity"] < geometry["random init"]["uniformity"] - 0.5
 assert separation(geometry["SimCLR"]) > 2 * separation(geometry["random init"])
 assert geometry["SimCLR"]["alignment"] > 5 * geometry["random init"]["alignment"]
+assert geometry["random init"]["uniformity"] > -0.5  # near the single point's 0, far from the sphere's -4
 
 # %% [markdown]
 # ## k-NN accuracy: classes from neighbours alone
