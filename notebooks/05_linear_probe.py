@@ -139,13 +139,13 @@ print(f"random init, BatchNorm statistics from the data instead of the identity:
 
 # %%
 # Checks on what the text claims: pre-training earns a clear margin over the same network at random init, with
-# either kind of BatchNorm statistics, and beats raw pixels; every encoder is far above chance (0.10); pixels
-# have the largest gap between train and test accuracy; and the SimCLR probe trains to a lower loss than the
-# random one.
+# either kind of BatchNorm statistics (and those from the data lower the random probe), and beats raw pixels;
+# every encoder is far above chance (0.10); pixels have the largest gap between train and test accuracy; and the
+# SimCLR probe trains to a lower loss than the random one.
 simclr, random_init, raw = log["simclr"], log["random"], log["pixels"]
 assert simclr["test_accuracy"] > random_init["test_accuracy"] + 0.05
 assert simclr["test_accuracy"] > log["random_bn"]["test_accuracy"] + 0.05
-assert abs(bn_change) < earned / 2  # BatchNorm statistics move the random baseline far less than pre-training
+assert bn_change < 0  # BatchNorm statistics from the data do not help the random network: they lower its probe
 assert simclr["test_accuracy"] > raw["test_accuracy"]
 assert min(log[name]["test_accuracy"] for name in ("simclr", "random", "random_bn", "pixels")) > 0.2
 assert gap["pixels"] == max(gap.values())
@@ -159,9 +159,10 @@ assert simclr["train_loss"][-1] < random_init["train_loss"][-1]
 # - **Random init is not at chance.** A random convolutional network already computes local colour and edge
 #   statistics that a linear layer can use; that is the floor every SSL method must clear.
 # - **BatchNorm statistics are not what the random baseline lacks.** Estimated on the data instead of left at
-#   the identity, they move the random network's probe by the amount printed above the checks (the sign tells
-#   which way), less than half of what pre-training adds over the better of the two. The gap to SimCLR is what
-#   the trained weights learned, not the statistics that come with them.
+#   the identity, they *lower* the random network's probe, by the amount printed above the checks. So the
+#   identity BatchNorm does not handicap the plain random baseline, and the gap to SimCLR, measured from the
+#   better of the two random baselines, is what the trained weights learned, not the statistics that come with
+#   them.
 # - **Raw pixels.** Colour and layout alone say a lot on CIFAR-10 (sky behind planes, water under ships), so
 #   pixels are a real baseline. With 3,072 inputs the probe also fits more of what does not carry over to the
 #   test images: of the four, the pixels' train accuracy lies furthest above their test accuracy (the gaps are
