@@ -4,7 +4,8 @@
 # SimCLR never sees a label. Its only signal is this: *two random views of the same image should embed
 # close together, views of different images far apart.* So the augmentations that make the two views are
 # the whole definition of the task. Whatever they change (framing, left/right, colour, sharpness), the
-# encoder is trained to ignore; whatever survives them (shapes, parts, textures) is what its features may use.
+# encoder is trained to ignore; whatever survives them (shapes, parts, patterns coarser than a few pixels) is what
+# its features may use.
 #
 # This chapter answers one question: **what does one training example look like?** We look at real
 # CIFAR-10 images, at each augmentation alone, and at the pairs of views the loss actually compares.
@@ -34,7 +35,7 @@ print(images.images.shape, images.images.dtype)
 # | random resized crop | keep 30-100% of the area, aspect 3/4-4/3, back to 32x32 | position, size, occlusion |
 # | horizontal flip | p = 0.5 | left/right orientation |
 # | colour jitter | p = 0.8; brightness, contrast, saturation 0.4, hue 0.1 | lighting and colour cast |
-# | Gaussian blur | p = 0.5; 3x3 kernel, sigma 0.1-2 | sharpness, fine texture |
+# | Gaussian blur | p = 0.5; 3x3 kernel, sigma 0.1-2 | sharpness: detail at the scale of one or two pixels |
 #
 # This is the recipe of the reference implementation this book follows, and it is not quite the SimCLR paper's
 # recipe for CIFAR-10 {cite:p}`chen2020simclr`: the paper adds **random grayscale** after the colour jitter
@@ -56,11 +57,16 @@ row_names = ["original"] + list(recipe_steps(always))
 fig = image_grid(torch.cat(rows), ncols=6, row_labels=row_names)
 
 # %% [markdown]
-# Cropping is the strongest of the four: a crop can keep only a wheel of a car or the head of a bird, and
-# the network is told that this is "the same" as the whole picture. The SimCLR paper {cite:p}`chen2020simclr`
-# found crop plus colour
-# jitter to be the pair that matters most: with crops alone the network can cheat by matching the colour
-# histograms of the two views, which stay the same however the image is cut.
+# Cropping is the only step that changes *what* is in the picture; the other three change how the same
+# content looks. A crop keeps as little as 30% of the area (a square of about 55% of the side), so one view may
+# show the front half of a car or a bird without its tail, and the network is told that this is "the same" as
+# the whole picture. Two crops of one image may even overlap only partly.
+#
+# Which steps matter most is an empirical question, and this chapter does not answer it. The SimCLR paper's
+# ablation, on ImageNet {cite:p}`chen2020simclr`, found crop plus colour distortion to be the pair that
+# mattered most: with crops alone, their network could solve the task by matching the colour histograms of the
+# two views, which stay about the same however the image is cut. That is their result; the book does not
+# re-run it here (exercise 4 below is one way to test it on CIFAR-10).
 #
 # The crop's size is drawn as a share of the image area between 0.3 and 1. We check that claim on the
 # transform itself: draw many crop boxes and measure their areas.
@@ -77,11 +83,39 @@ assert area_share.min() >= 0.3 - 0.03 and area_share.max() <= 1.0
 assert 0.5 < area_share.median() < 0.8
 
 # %% [markdown]
+# The blur is the gentlest step. Its 3x3 kernel mixes each pixel only with its direct neighbours, so what it
+# removes is detail at the scale of one or two pixels: edges get softer, the finest speckle goes. Anything
+# coarser survives: shapes, parts, and patterns that span several pixels. We measure both on the 200 images:
+# the mean difference between neighbouring pixels (fine detail), and between neighbouring 4x4 blocks of pixels
+# (coarse structure), after the blur as a share of before.
+
+# %%
+torch.manual_seed(5)
+blurred = torch.stack([recipe_steps(always)["blur"](img) for img in images.images]).float()
+unblurred = images.images.float()
+
+
+def neighbour_difference(x: torch.Tensor, block: int = 1) -> float:
+    """Mean absolute difference between horizontally adjacent blocks of block x block pixels (their means)."""
+    x = torch.nn.functional.avg_pool2d(x, block)
+    return (x[..., 1:] - x[..., :-1]).abs().mean().item()
+
+
+fine_kept = neighbour_difference(blurred) / neighbour_difference(unblurred)
+coarse_kept = neighbour_difference(blurred, 4) / neighbour_difference(unblurred, 4)
+print(f"after the blur: {fine_kept:.2f} of the pixel-to-pixel detail, {coarse_kept:.2f} of the 4x4-block detail")
+
+# %%
+# Check: the blur (sigma drawn from 0.1-2, so sometimes barely a blur) removes a good part of the pixel-scale
+# detail and almost none of the coarser structure.
+assert fine_kept < 0.8 and coarse_kept > 0.88
+
+# %% [markdown]
 # ## Pairs of views: the positives of the loss
 #
 # `SSLAugmentation` wraps a dataset and returns two independently augmented views of each image. Each row
-# below is one image: the original, then view 1 and view 2, for eight images. These two views are a
-# *positive pair*; every view of every *other* image in the batch is a negative.
+# below shows two images, each as three pictures: the original, then view 1 and view 2; eight images in all.
+# The two views of an image are a *positive pair*; every view of every *other* image in the batch is a negative.
 
 # %%
 torch.manual_seed(1)
@@ -158,8 +192,8 @@ assert share_closer > 0.1
 
 # %% [markdown]
 # So the task is not solvable by comparing pixels: the encoder has to discover what stays the same under
-# cropping, flipping, recolouring and blurring. Those invariants (object parts, shapes, textures) happen to be
-# what separates CIFAR-10's classes, and chapter 5 measures how much.
+# cropping, flipping, recolouring and blurring: object parts, shapes, patterns coarser than the blur. Whether
+# those invariants are also what separates CIFAR-10's classes is what chapter 5 measures.
 #
 # **What to take away**
 # - A training example is a pair of heavily augmented views; the pair, not a label, is the supervision.

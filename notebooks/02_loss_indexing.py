@@ -23,6 +23,11 @@
 #
 # Each row is a classification problem with $N - 1$ choices: "which of the other views is my partner?"
 
+# %% tags=["parameters"]
+import os
+
+DATA = os.environ.get("SIMCLR_DATA", "cifar10")  # for the last section only: real images, an untrained network
+
 # %%
 import math
 
@@ -130,9 +135,11 @@ assert metrics["top1"] == 1.0 and metrics["p_pos"] > 1 / (N - 1)
 # %% [markdown]
 # ## What a bad embedding costs
 #
-# Two reference points bracket every training curve. If the encoder collapses (all views the same vector),
-# every row's softmax is uniform over $N - 1$ views and the loss is $\log(N - 1)$. If the positives are
-# swapped for wrong partners, the loss rises above that.
+# One reference point matters for every training curve: if the encoder collapses (all views the same vector),
+# every row's softmax is uniform over $N - 1$ views and the loss is $\log(N - 1)$, whatever $T$. Correct pairs
+# that stand out from the rest score below it. Wrong pairs can score above it: in this toy, pairing each view 1
+# with the view 2 of the *next* image, which lies far from it, raises the loss above $\log(N - 1)$. That is a
+# property of this toy, not a law: a wrong partner that happened to lie close would cost less.
 
 # %%
 collapsed = F.normalize(torch.ones(B, 2), dim=1)
@@ -141,13 +148,51 @@ wrong = nt_xent(z1, z2.roll(1, dims=0), T)
 print(f"positives shuffled: {wrong.item():.4f}; correct positives: {loss.item():.4f}")
 
 # %%
-# Check: collapse gives exactly log(N - 1); correct pairs beat it, wrong pairs do worse than it.
+# Check: collapse gives exactly log(N - 1); in this toy, correct pairs beat it and the wrong pairs do worse.
 assert abs(nt_xent(collapsed, collapsed, T).item() - math.log(N - 1)) < 1e-6
 assert loss.item() < math.log(N - 1) < wrong.item()
 
 # %% [markdown]
-# For a training batch of 128 images, $N - 1 = 255$ and $\log 255 \approx 5.54$: a freshly initialised
-# network starts near there (its embeddings are nearly collapsed), which is where chapter 3's curves begin.
+# ## Where training starts
+#
+# For a training batch of 128 images, $N - 1 = 255$ and $\log 255 \approx 5.54$. Where does an untrained
+# network stand? We take the `quick` preset's network (chapter 3) at its random initialisation, in training
+# mode as at the first step, and feed it two augmented views of 128 real training images, made as training
+# makes them: how similar are its embeddings of *different* images, and what loss does it score?
+
+# %%
+from simclr_core.augment import AugmentationParams
+from simclr_core.batch_augment import BatchAugmentation
+from simclr_core.config import make_config
+from simclr_core.data import load_split
+from simclr_core.model import SimCLRModel
+from simclr_core.runtime import seed_everything
+
+quick = make_config("quick", data=DATA)
+real = load_split(DATA, "train", subset=quick.batch_size, seed=0)
+seed_everything(quick.seed)
+untrained = SimCLRModel(quick.width, quick.proj_dim).train()
+augment = BatchAugmentation(AugmentationParams(crop_scale=(quick.crop_min_scale, 1.0),
+                                               output_size=quick.train_resolution), seed=0)
+with torch.no_grad():
+    z_real1, z_real2 = untrained(augment(real.images)), untrained(augment(real.images))
+different_images = ~torch.eye(quick.batch_size, dtype=torch.bool)  # view 1 of image i, view 2 of image j != i
+mean_cosine = (z_real1 @ z_real2.T)[different_images].mean().item()
+start_loss = nt_xent(z_real1, z_real2, quick.temperature).item()
+start_log = math.log(2 * quick.batch_size - 1)
+print(f"untrained, {quick.batch_size} images: mean cosine similarity of different images {mean_cosine:.2f}; "
+      f"loss at T = {quick.temperature} {start_loss:.3f} vs log(N - 1) = {start_log:.3f}")
+
+# %%
+# Check: at random initialisation the embeddings of different images point in nearly the same direction (mean
+# cosine far above the 0 of vectors spread over the sphere), and the loss starts near log(N - 1).
+assert mean_cosine > 0.6
+assert abs(start_loss - start_log) < 0.3
+
+# %% [markdown]
+# The untrained network maps every view into a narrow cone: it is nearly collapsed, so it cannot yet tell a
+# view's partner from the other candidates, and its loss sits near $\log(N - 1)$. That is where chapter 3's
+# curves begin.
 #
 # **What to take away**
 # - Positives sit $B$ places off the diagonal: `targets = (arange(N) + B) % N`.

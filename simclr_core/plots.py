@@ -11,14 +11,17 @@ from matplotlib.figure import Figure
 
 from .storage import RunPaths, load_json
 
-COLORS = {"simclr": "tab:blue", "random": "tab:gray", "pixels": "tab:orange"}
-LABELS = {"simclr": "SimCLR", "random": "random init", "pixels": "raw pixels"}
+COLORS = {"simclr": "tab:blue", "random": "tab:gray", "random_bn": "tab:brown", "pixels": "tab:orange"}
+# random_bn: the random-init encoder with BatchNorm statistics estimated on the data (chapter 5)
+LABELS = {"simclr": "SimCLR", "random": "random init", "random_bn": "random init,\nBN from data",
+          "pixels": "raw pixels"}
 
 
 def ssl_loss(ssl_log: dict[str, Any]) -> Figure:
     """NT-Xent training loss per step (faint) and per epoch, and the held-out loss."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    steps_per_epoch = len(ssl_log["step_loss"]) / max(len(ssl_log["epochs"]), 1)
+    # older logs lack steps_per_epoch; their runs ended on an epoch boundary
+    steps_per_epoch = ssl_log.get("steps_per_epoch") or len(ssl_log["step_loss"]) / max(len(ssl_log["epochs"]), 1)
     step_epochs = [(i + 1) / steps_per_epoch for i in range(len(ssl_log["step_loss"]))]
     ax.plot(step_epochs, ssl_log["step_loss"], color="tab:blue", alpha=0.25, lw=0.8, label="train (step)")
     ax.plot([e["epoch"] for e in ssl_log["epochs"]], [e["loss"] for e in ssl_log["epochs"]],
@@ -44,12 +47,12 @@ def ssl_metrics(ssl_log: dict[str, Any]) -> Figure:
 
 
 def probe_loss(probe_log: dict[str, Any]) -> Figure:
-    """Linear-probe training loss per epoch, one curve per encoder."""
+    """Linear-probe training objective at each of its evaluations by L-BFGS, one curve per encoder."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name in _encoders(probe_log):
         ax.plot(range(1, len(probe_log[name]["train_loss"]) + 1), probe_log[name]["train_loss"],
                 color=COLORS.get(name), label=LABELS.get(name, name))
-    ax.set(xlabel="probe epoch", ylabel="train cross-entropy", title="Linear probe loss")
+    ax.set(xlabel="evaluation of the objective (L-BFGS)", ylabel="train cross-entropy + L2", title="Linear probe loss")
     ax.legend()
     fig.tight_layout()
     return fig
