@@ -37,9 +37,9 @@ def test_steps_end_a_run_mid_epoch_and_repeat_exactly(cifar_train, cifar_test, t
 
 
 @pytest.mark.parametrize("spent, step, evaluation, expected", [
-    (0.0, 1.0, 0.0, 95),  # 95% of 100 s at 1 s a step
-    (50.0, 1.0, 0.0, 47),  # what is left after 50 s
-    (0.0, 1.0, 5.0, 75),  # 95 s minus four evaluations of 5 s (one an epoch, one at the end)
+    (0.0, 1.0, 0.0, 90),  # 90% of 100 s at 1 s a step
+    (50.0, 1.0, 0.0, 45),  # what is left after 50 s
+    (0.0, 1.0, 5.0, 70),  # 70 steps + three evaluations of 5 s (after epochs 1 and 2, and the last) = 85 s
     (99.0, 10.0, 0.0, 1),  # never fewer than one step
 ])
 def test_budget_steps_leave_room_for_evaluations(spent: float, step: float, evaluation: float,
