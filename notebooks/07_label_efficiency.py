@@ -178,13 +178,19 @@ for (kind, n), log in runs.items():
           f"train accuracy {log['train_accuracy']:.3f}, test accuracy {log['test_accuracy']:.3f}")
 
 # %%
-# Check: starting from SimCLR's weights beats starting from random ones, at every budget and the same time.
-assert all(runs["fine-tuned SimCLR", n]["test_accuracy"] > runs["from scratch", n]["test_accuracy"] + 0.02
-           for n in SUPERVISED_LABELS)
+# Checks: from 100 labels per class on, starting from SimCLR's weights beats starting from random ones in the
+# same time; with the fewest labels both runs memorise their images, and fine-tuning is not behind.
+tuned, scratch = ({n: runs[kind, n] for n in SUPERVISED_LABELS} for kind in ("fine-tuned SimCLR", "from scratch"))
+fewest = min(SUPERVISED_LABELS)
+assert all(tuned[n]["test_accuracy"] > scratch[n]["test_accuracy"] + 0.03 for n in SUPERVISED_LABELS if n >= 100)
+assert min(tuned[fewest]["train_accuracy"], scratch[fewest]["train_accuracy"]) > 0.95
+assert tuned[fewest]["test_accuracy"] > scratch[fewest]["test_accuracy"] - 0.02
 
 # %% [markdown]
-# At every budget, fine-tuning from the SimCLR weights beats training the same network from scratch in the
-# same time. Where fine-tuning stands against the frozen probe, and where training from scratch stands
+# From 100 labels per class on, fine-tuning from the SimCLR weights beats training the same network from
+# scratch in the same time, by several points. With the fewest labels (50 images) both runs memorise their
+# images within seconds (train accuracy 1.0) and end close together: there the starting point matters less
+# than how little there is to learn from. Where fine-tuning stands against the frozen probe, and where training from scratch stands
 # against both, depends on the budget and on the seconds each run gets; the numbers of this build:
 
 # %%
