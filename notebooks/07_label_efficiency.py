@@ -190,8 +190,9 @@ assert tuned[fewest]["test_accuracy"] > scratch[fewest]["test_accuracy"] - 0.02
 # From 100 labels per class on, fine-tuning from the SimCLR weights beats training the same network from
 # scratch in the same time, by several points. With the fewest labels (50 images) both runs memorise their
 # images within seconds (train accuracy 1.0) and end close together: there the starting point matters less
-# than how little there is to learn from. Where fine-tuning stands against the frozen probe, and where training from scratch stands
-# against both, depends on the budget and on the seconds each run gets; the numbers of this build:
+# than how little there is to learn from. Where fine-tuning stands against the frozen probe, and where
+# training from scratch stands against both, depends on the budget and on the seconds each run gets; the
+# numbers of this build:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
