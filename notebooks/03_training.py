@@ -140,12 +140,13 @@ for name in ("loss", "p_pos", "top1"):
 
 # %%
 # Checks on what the text claims: the loss starts near log(N - 1) and falls; held-out top-1 ends far above
-# chance (1 / (N - 1)) and rises; p_pos rises.
+# chance (1 / (N - 1)): above 0.5, over 100 times chance; top-1 and p_pos both climb, by more than 0.2 (the
+# book's run on a 2-core AMD CPU: top-1 0.27 -> 0.78, p_pos 0.07 -> 0.61).
 chance = 1 / (2 * cfg.batch_size - 1)
 assert abs(log["step_loss"][0] - math.log(2 * cfg.batch_size - 1)) < 0.5
 assert log["epochs"][-1]["loss"] < log["epochs"][0]["loss"] - 0.5
-assert last["top1"] > 50 * chance and last["top1"] > first["top1"]
-assert last["p_pos"] > first["p_pos"]
+assert last["top1"] > max(0.5, 100 * chance) and last["top1"] > first["top1"] + 0.2
+assert last["p_pos"] > first["p_pos"] + 0.2
 
 # %% [markdown]
 # **What to take away**

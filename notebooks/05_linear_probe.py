@@ -147,7 +147,7 @@ assert simclr["test_accuracy"] > random_init["test_accuracy"] + 0.05
 assert simclr["test_accuracy"] > log["random_bn"]["test_accuracy"] + 0.05
 assert bn_change < 0  # BatchNorm statistics from the data do not help the random network: they lower its probe
 assert simclr["test_accuracy"] > raw["test_accuracy"]
-assert min(log[name]["test_accuracy"] for name in ("simclr", "random", "random_bn", "pixels")) > 0.2
+assert min(log[name]["test_accuracy"] for name in ("simclr", "random", "random_bn", "pixels")) > 0.25
 assert gap["pixels"] == max(gap.values())
 assert simclr["train_loss"][-1] < random_init["train_loss"][-1]
 

@@ -108,7 +108,7 @@ for name, g in geometry.items():
 # relative to that spread, its positives are much closer (better separation of positives from negatives); in
 # absolute terms, though, its alignment is several times worse than the random network's, whose embeddings are
 # nearly one point.
-assert geometry["SimCLR"]["uniformity"] < geometry["random init"]["uniformity"] - 0.5
+assert geometry["SimCLR"]["uniformity"] < geometry["random init"]["uniformity"] - 1.0
 assert separation(geometry["SimCLR"]) > 2 * separation(geometry["random init"])
 assert geometry["SimCLR"]["alignment"] > 5 * geometry["random init"]["alignment"]
 assert geometry["random init"]["uniformity"] > -0.5  # near the single point's 0, far from the sphere's -4
@@ -133,8 +133,9 @@ for name, accuracy in knn.items():
     print(f"{name:>12}: 20-NN test accuracy {accuracy:.3f}  (unweighted, 10,000-image bank, 2,000 queries)")
 
 # %%
-# Check: neighbours in SimCLR feature space share the query's class more often than in random features.
-assert knn["SimCLR"] > knn["random init"] + 0.03
+# Check: neighbours in SimCLR feature space share the query's class more often than in random features, by
+# more than 8 points (15 here; 14 on the book's earlier 32x32 run).
+assert knn["SimCLR"] > knn["random init"] + 0.08
 
 # %% [markdown]
 # Published CIFAR-10 k-NN accuracies mostly follow a different, standard protocol, the k-NN monitor of
@@ -161,7 +162,7 @@ for name, m in models.items():
 
 # %%
 # Check: with the standard protocol too, the SimCLR features' neighbours carry more of the class.
-assert weighted_knn["SimCLR"] > weighted_knn["random init"] + 0.03
+assert weighted_knn["SimCLR"] > weighted_knn["random init"] + 0.08
 
 # %% [markdown]
 # ## Retrieval galleries

@@ -96,6 +96,10 @@ def split_size(data: str, split: str) -> int:
     return len(_scan_split(_split_dir(Path(data), split))[0])
 
 
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"  # what torchvision downloads, and unpacks instead when it is there
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+
 def _load_cifar10(split: str, data_root: str, subset: int, seed: int) -> ImageSet:
     from torchvision.datasets import CIFAR10
 
@@ -104,7 +108,7 @@ def _load_cifar10(split: str, data_root: str, subset: int, seed: int) -> ImageSe
     except Exception as error:  # offline, proxy, disk full: all end the same way for the user
         raise DataNotFoundError(
             f"CIFAR-10 is not in {os.path.abspath(data_root)!r} and could not be downloaded ({error}); "
-            f"go online once, copy {CIFAR10.filename} (from {CIFAR10.url}) into that folder, or point the "
+            f"go online once, copy {CIFAR10_ARCHIVE} (from {CIFAR10_URL}) into that folder, or point the "
             f"project at a local copy laid out as train/ and test/ class folders with --data PATH or "
             f"{DATA_ENV_VAR}=PATH"
         ) from error

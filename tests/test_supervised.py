@@ -131,5 +131,5 @@ def test_command_line_builds_the_config() -> None:
     args = build_parser().parse_args(["supervised", "--labels-per-class", "5", "--init", "runs/book", "--width", "32",
                                       "--time-budget", "40", "--out", "runs/payoff"])
     assert (args.labels_per_class, args.init, args.width, args.time_budget, args.lr) == (5, "runs/book", 32, 40.0, 1e-3)
-    probe = build_parser().parse_args(["probe", "--labels-per-class", "25", "--label-seed", "2"])
+    probe = build_parser().parse_args(["probe", "--out", "runs/book", "--labels-per-class", "25", "--label-seed", "2"])
     assert (probe.labels_per_class, probe.label_seed) == (25, 2)
