@@ -24,8 +24,9 @@ from simclr_core.storage import RunPaths, load_checkpoint, save_json
 
 SCRIPTS: dict[str, str] = pyproject()["project"]["scripts"]
 # what each script's --help must show: the sub-commands, or the usage of its one command
-HELP_SHOWS = {"simclr": "{train,probe,supervised,plots}", **{f"simclr-{command}": f"usage: python -m simclr_core {command}"
-                                                  for command in ("train", "probe", "plots")}}
+HELP_SHOWS = {"simclr": "{train,probe,supervised,plots}",
+              **{f"simclr-{command}": f"usage: python -m simclr_core {command}"
+                 for command in ("train", "probe", "plots")}}
 
 
 def test_every_script_in_pyproject_resolves_and_is_known_here() -> None:
