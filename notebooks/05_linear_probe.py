@@ -129,6 +129,7 @@ Markdown("\n".join([f"Preset `{PRESET}`, data: `{os.path.basename(os.path.normpa
                     "| features | train accuracy | test accuracy |", "| --- | --- | --- |", *rows]))
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 gap = {name: log[name]["train_accuracy"] - log[name]["test_accuracy"]
        for name in ("simclr", "random", "random_bn", "pixels")}
 print("train - test accuracy:", {name: round(value, 4) for name, value in gap.items()})
