@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,33 +105,43 @@ CALIBRATION_STEPS = (2, 5)  # steps a time budget runs untimed (kernel set-up), 
 BUDGET_MARGIN = 0.90
 
 
+def median_step_seconds(train_step: Callable[[], torch.Tensor], model: nn.Module, optimizer: torch.optim.Optimizer,
+                        steps: tuple[int, int] = CALIBRATION_STEPS) -> float:
+    """Median seconds of `train_step` (which returns its loss), timed on a few steps whose effect is then undone
+    (weights, BatchNorm statistics, optimizer state): untimed warm-up steps first, then the timed ones."""
+    saved_model, saved_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
+    warmup, timed = steps
+    times = []
+    for _ in range(warmup + timed):
+        start = time.perf_counter()
+        train_step().item()  # wait for the device
+        times.append(time.perf_counter() - start)
+    model.load_state_dict(saved_model)
+    optimizer.load_state_dict(saved_optimizer)
+    optimizer.zero_grad(set_to_none=True)
+    return sorted(times[warmup:])[timed // 2]
+
+
 def calibrate_step_seconds(forward: nn.Module, model: SimCLRModel, optimizer: torch.optim.Optimizer,
                            loader: DataLoader | DeviceTwoViewLoader, cfg: Config, device: torch.device,
                            bf16: bool, world: distributed.Distributed,
                            steps: tuple[int, int] = CALIBRATION_STEPS) -> float:
-    """Median seconds of a training step, measured on a few steps whose effect is then undone.
+    """Median seconds of a pre-training step, measured on a few steps whose effect is then undone.
 
-    The weights and optimizer state are restored afterwards and the views come from `loader`, a loader of
-    their own, so the run that follows is the one `--steps N` would train: a budget only chooses N.
+    The views come from `loader`, a loader of their own, so the run that follows is the one `--steps N` would
+    train: a budget only chooses N. Under torchrun every process plans for the slowest.
     """
-    saved_model = {name: value.clone() for name, value in model.state_dict().items()}
-    saved_optimizer = copy.deepcopy(optimizer.state_dict())
-    warmup, timed = steps
-    times = []
-    for step, (x1, x2) in enumerate(loader):
-        start = time.perf_counter()
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))  # a small set: its next epoch
+
+    def train_step() -> torch.Tensor:
+        x1, x2 = next(batches)
         loss = distributed.global_nt_xent(*embed_pairs(forward, x1, x2, device, bf16), cfg.temperature, world)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss.item()  # wait for the device
-        times.append(time.perf_counter() - start)
-        if step + 1 == warmup + timed:
-            break
-    model.load_state_dict(saved_model)
-    optimizer.load_state_dict(saved_optimizer)
-    optimizer.zero_grad(set_to_none=True)
-    seconds = sorted(times[warmup:])[len(times[warmup:]) // 2]
+        return loss
+
+    seconds = median_step_seconds(train_step, model, optimizer, steps)
     return distributed.max_over_processes(seconds, world, device)
 
 

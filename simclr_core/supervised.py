@@ -12,11 +12,10 @@ run is short (seconds to minutes) and is saved once, at the end.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +28,7 @@ from .augment import AugmentationParams
 from .batch_augment import BatchAugmentation
 from .config import Config
 from .data import ImageSet, balanced_indices, labelled_indices, load_split
-from .engine import BUDGET_MARGIN, CALIBRATION_STEPS, CHANNELS_LAST_DEVICES, load_model
+from .engine import BUDGET_MARGIN, CHANNELS_LAST_DEVICES, load_model, median_step_seconds
 from .model import CifarResNet18
 from .optim import lr_factor
 from .probe import extract_features
@@ -110,22 +109,6 @@ def labelled_batches(images: ImageSet, batch_size: int, params: AugmentationPara
     while True:
         chosen = torch.randint(len(labels), (batch_size,), generator=picks, device=device)
         yield augment(pixels[chosen]).contiguous(memory_format=layout), labels[chosen]
-
-
-def median_step_seconds(train_step: Callable[[], torch.Tensor], model: nn.Module,
-                        optimizer: torch.optim.Optimizer) -> float:
-    """Median seconds of `train_step`, timed on a few steps whose effect is then undone (weights, BatchNorm
-    statistics, optimizer state), as `engine.calibrate_step_seconds` does for pre-training."""
-    saved_model, saved_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
-    warmup, timed = CALIBRATION_STEPS
-    times = []
-    for _ in range(warmup + timed):
-        start = time.perf_counter()
-        train_step().item()  # wait for the device
-        times.append(time.perf_counter() - start)
-    model.load_state_dict(saved_model)
-    optimizer.load_state_dict(saved_optimizer)
-    return sorted(times[warmup:])[timed // 2]
 
 
 @torch.inference_mode()
