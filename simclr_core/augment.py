@@ -8,7 +8,8 @@ uint8 tensors, so a DataLoader can draw independent parameters for every view.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
 import torch
 from torch.utils.data import Dataset
@@ -34,6 +35,19 @@ class AugmentationParams:
     blur_p: float = 0.5
     blur_kernel: int = 3  # 10% of the image side, as SimCLR's paper does for ImageNet
     blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+
+def recipe_params(steps: Iterable[str], crop_min_scale: float = 0.3,
+                  output_size: int = IMAGE_SIZE) -> AugmentationParams:
+    """The recipe with only `steps` switched on: a left-out crop keeps the whole image (still resized to
+    `output_size`), a left-out flip, jitter or blur has probability 0. Ablations train with these."""
+    on, full = set(steps), AugmentationParams()
+    return replace(full, output_size=output_size,
+                   crop_scale=(crop_min_scale, 1.0) if "crop" in on else (1.0, 1.0),
+                   crop_ratio=full.crop_ratio if "crop" in on else (1.0, 1.0),
+                   flip_p=full.flip_p if "flip" in on else 0.0,
+                   jitter_p=full.jitter_p if "jitter" in on else 0.0,
+                   blur_p=full.blur_p if "blur" in on else 0.0)
 
 
 def normalize() -> v2.Compose:

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
+RECIPE_STEPS = ("crop", "flip", "jitter", "blur")  # the augmentation recipe's steps, in order (augment.py)
+
 DATA_ENV_VAR = "SIMCLR_DATA"  # overrides the default of `Config.data`, e.g. a local ImageFolder copy
 
 
@@ -42,7 +44,10 @@ class Config:
     lr_schedule: str = "constant"  # "constant" (the reference) or "cosine" (decay to 0 over the run)
     warmup_epochs: int = 0  # linear warm-up of the learning rate before the schedule; large batches need it
     temperature: float = 0.2
+    loss: str = "nt_xent"  # "nt_xent" (SimCLR's, the default) or "dcl" (decoupled: no positive in the denominator)
     crop_min_scale: float = 0.3  # RandomResizedCrop keeps between this share and all of the image
+    # the steps of the recipe that make the views, comma-separated; leave one out to see what it contributes
+    augmentations: str = ",".join(RECIPE_STEPS)
     # side of the training views: below 32 the crops are resized to fewer pixels (a step costs about
     # (train_resolution / 32)^2 as much); the probe always sees the full 32x32 images
     train_resolution: int = 32
@@ -91,6 +96,10 @@ class Config:
                              "the views are crops of 32x32 images, resized to this side")
         if not 0 < self.crop_min_scale <= 1:
             raise ValueError(f"config field crop_min_scale={self.crop_min_scale} must lie in (0, 1]")
+        unknown = set(self.augmentation_steps) - set(RECIPE_STEPS)
+        if unknown or not self.augmentation_steps:
+            raise ValueError(f"config field augmentations={self.augmentations!r}: give a comma-separated choice of "
+                             f"{', '.join(RECIPE_STEPS)} (for instance 'crop,flip,jitter')")
         for name, allowed in FIELD_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config field {name}={getattr(self, name)!r}: use {_one_of(allowed)}")
@@ -106,6 +115,11 @@ class Config:
                              f"pass --data cifar10, or the path of a folder holding train/ and test/ "
                              f"class folders (or set {DATA_ENV_VAR})")
         return self
+
+    @property
+    def augmentation_steps(self) -> tuple[str, ...]:
+        """`augmentations` as a tuple of step names: "crop,flip" -> ("crop", "flip")."""
+        return tuple(step.strip() for step in self.augmentations.split(",") if step.strip())
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -139,7 +153,9 @@ FIELD_HELP: dict[str, str] = {
     "lr_schedule": "constant (the reference) or cosine (decays to 0 over the run)",
     "warmup_epochs": "epochs of linear learning-rate warm-up before the schedule; large batches need it",
     "temperature": "NT-Xent temperature T: lower sharpens the softmax over the negatives",
+    "loss": "nt_xent (SimCLR's loss) or dcl (decoupled contrastive loss: the positive left out of the denominator)",
     "crop_min_scale": "smallest share of the image a random crop keeps",
+    "augmentations": "comma-separated steps of the recipe that make the views (crop, flip, jitter, blur)",
     "train_resolution": "side of the training views in pixels, 8 to 32 (16: a step costs a third; the probe "
                         "always sees 32x32)",
     "pipeline": "fast (whole batches augmented on the training device) or reference (per-image torchvision "
@@ -164,6 +180,7 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "lr_schedule": ("constant", "cosine"),
     "pipeline": ("fast", "reference"),
     "precision": ("auto", "bf16", "fp32"),
+    "loss": ("nt_xent", "dcl"),
 }
 
 

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.distributed.nn.functional import all_gather, all_reduce
 
-from .loss import simclr_logits_targets
+from .loss import contrastive_loss, simclr_logits_targets
 
 
 @dataclass(frozen=True)
@@ -60,9 +59,10 @@ def global_logits_targets(z1: torch.Tensor, z2: torch.Tensor, temperature: float
     return simclr_logits_targets(z1_all, z2_all, temperature, rows)
 
 
-def global_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, world: Distributed) -> torch.Tensor:
-    """This process's share of the global NT-Xent loss (the mean over processes is the global loss)."""
-    return F.cross_entropy(*global_logits_targets(z1, z2, temperature, world))
+def global_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, world: Distributed,
+                   decoupled: bool = False) -> torch.Tensor:
+    """This process's share of the global NT-Xent (or DCL) loss (the mean over processes is the global loss)."""
+    return contrastive_loss(*global_logits_targets(z1, z2, temperature, world), decoupled)
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):

@@ -24,11 +24,11 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
-from .augment import AugmentationParams, SSLAugmentation, simclr_transform
+from .augment import SSLAugmentation, recipe_params, simclr_transform
 from .batch_augment import DeviceTwoViewLoader
 from .config import Config, describe_preset
 from .data import ImageSet, load_split
-from .loss import contrastive_metrics, simclr_logits_targets
+from .loss import contrastive_loss, contrastive_metrics, simclr_logits_targets
 from .model import SimCLRModel
 from .optim import lr_factor, make_optimizer
 from .resume import (
@@ -53,7 +53,7 @@ def two_view_loader(images: ImageSet, cfg: Config, shuffle: bool, seed: int, dev
 
     Under torchrun each process gets its shard: batch_size / world_size images of every global batch.
     """
-    params = AugmentationParams(crop_scale=(cfg.crop_min_scale, 1.0), output_size=cfg.train_resolution)
+    params = recipe_params(cfg.augmentation_steps, cfg.crop_min_scale, cfg.train_resolution)
     if cfg.pipeline == "fast":
         return DeviceTwoViewLoader(images.images, cfg.batch_size // world.world_size, params, seed, device,
                                    shuffle, world.rank, world.world_size)
@@ -89,7 +89,7 @@ def evaluate_ssl(model: SimCLRModel, images: ImageSet, cfg: Config, device: torc
         torch.manual_seed(cfg.seed + 1)
         for x1, x2 in two_view_loader(images, cfg, shuffle=False, seed=cfg.seed + 1, device=device):
             logits, targets = simclr_logits_targets(*embed_pairs(model, x1, x2, device, bf16), cfg.temperature)
-            totals["loss"] += torch.nn.functional.cross_entropy(logits, targets).item()
+            totals["loss"] += contrastive_loss(logits, targets, cfg.loss == "dcl").item()
             for name, value in contrastive_metrics(logits, targets).items():
                 totals[name] += value
             batches += 1
@@ -135,7 +135,8 @@ def calibrate_step_seconds(forward: nn.Module, model: SimCLRModel, optimizer: to
 
     def train_step() -> torch.Tensor:
         x1, x2 = next(batches)
-        loss = distributed.global_nt_xent(*embed_pairs(forward, x1, x2, device, bf16), cfg.temperature, world)
+        loss = distributed.global_nt_xent(*embed_pairs(forward, x1, x2, device, bf16), cfg.temperature, world,
+                                          cfg.loss == "dcl")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -298,7 +299,7 @@ def _train_ssl(cfg: Config, out: str, progress: bool, train_set: ImageSet | None
             unread: list[torch.Tensor] = []  # losses still on the device
             for x1, x2 in batches:
                 z1, z2 = embed_pairs(forward, x1, x2, device, bf16)
-                loss = distributed.global_nt_xent(z1, z2, cfg.temperature, world)
+                loss = distributed.global_nt_xent(z1, z2, cfg.temperature, world, cfg.loss == "dcl")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -7,6 +7,11 @@ Shapes, with B images in a batch and N = 2B views:
     targets           (N,)     targets[i] = (i + B) % N, the column of i's positive
     loss = cross_entropy(S / T, targets): each row is a classification "which of the other N - 1 views
     is my positive?", with the N - 2 views of other images as negatives.
+
+The decoupled contrastive loss (DCL, Yeh et al. 2022) is the same row with the positive left out of the
+denominator: -S_pos / T + log sum_negatives exp(S / T). NT-Xent's gradient on a row is scaled by
+(1 - p_pos), which shrinks once positives are found, most of all with small batches; DCL removes that factor.
+It is an option (`loss="dcl"`); NT-Xent is the default and what the book teaches.
 """
 
 from __future__ import annotations
@@ -35,10 +40,18 @@ def simclr_logits_targets(z1: torch.Tensor, z2: torch.Tensor, temperature: float
     return logits, targets
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Mean NT-Xent loss over all N = 2B views; z1, z2 must already be L2-normalised."""
-    logits, targets = simclr_logits_targets(z1, z2, temperature)
-    return F.cross_entropy(logits, targets)
+def contrastive_loss(logits: torch.Tensor, targets: torch.Tensor, decoupled: bool = False) -> torch.Tensor:
+    """Mean over rows of NT-Xent (cross-entropy over all candidates) or, with `decoupled`, of DCL."""
+    if not decoupled:
+        return F.cross_entropy(logits, targets)
+    positive = F.one_hot(targets, logits.shape[1]).bool()
+    negatives = logits.masked_fill(positive, float("-inf"))
+    return (torch.logsumexp(negatives, dim=1) - logits[positive]).mean()
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, decoupled: bool = False) -> torch.Tensor:
+    """Mean NT-Xent loss (or DCL, with `decoupled`) over all N = 2B views; z1, z2 must be L2-normalised."""
+    return contrastive_loss(*simclr_logits_targets(z1, z2, temperature), decoupled)
 
 
 @torch.no_grad()

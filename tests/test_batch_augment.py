@@ -17,7 +17,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from simclr_core.augment import AugmentationParams
+from simclr_core.augment import AugmentationParams, recipe_params, recipe_steps
 from simclr_core.batch_augment import (
     BatchAugmentation,
     DeviceTwoViewLoader,
@@ -31,6 +31,7 @@ from simclr_core.batch_augment import (
     gaussian_blur,
     sample_crop_boxes,
 )
+from simclr_core.config import RECIPE_STEPS
 
 N = 4000
 KS_CRITICAL = 1.95 * math.sqrt(2 / N)
@@ -180,3 +181,26 @@ def test_device_loader_batches_like_a_dataloader(cifar_test) -> None:
     batches = list(loader)
     assert len(loader) == len(batches) == len(cifar_test) // 100
     assert all(x1.shape == x2.shape == (100, 3, 32, 32) for x1, x2 in batches)
+
+
+# --- ablations: a recipe with steps left out ------------------------------------------------------------
+
+def test_a_recipe_of_flips_only_returns_the_images_or_their_mirrors(cifar_test) -> None:
+    images = cifar_test.images[:256]
+    views = BatchAugmentation(recipe_params(["flip"]), seed=0, normalized=False)(images)
+    same = (views == images).flatten(1).all(1)
+    mirrored = (views == images.flip(-1)).flatten(1).all(1)
+    assert (same | mirrored).all(), "without crop, jitter and blur a view is the image, maybe mirrored"
+    assert 0.3 < mirrored.float().mean() < 0.7
+
+
+def test_leaving_a_step_out_switches_off_exactly_that_step() -> None:
+    full = recipe_params(RECIPE_STEPS, crop_min_scale=0.3, output_size=16)
+    assert full == AugmentationParams(output_size=16)
+    no_crop = recipe_params(["flip", "jitter", "blur"])
+    boxes = sample_crop_boxes(500, 32, no_crop, Draws(torch.Generator().manual_seed(0)))
+    assert (boxes == torch.tensor([0.0, 0.0, 32.0, 32.0])).all(), "no crop: every box is the whole image"
+    crop_only = recipe_params(["crop"])
+    assert (crop_only.flip_p, crop_only.jitter_p, crop_only.blur_p) == (0.0, 0.0, 0.0)
+    assert crop_only.crop_scale == PARAMS.crop_scale
+    assert set(recipe_steps()) == set(RECIPE_STEPS), "the config's step names are the recipe's"

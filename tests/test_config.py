@@ -15,7 +15,7 @@ from simclr_core.config import FIELD_CHOICES, FIELD_HELP, PRESETS, Config, make_
 # for numbers whose generic change (int + 1, float / 2) would be invalid
 SPECIAL_VALUES = {"data": str(Path(__file__).parent), "data_root": "elsewhere", "optimizer": "lars",
                   "lr_schedule": "cosine", "pipeline": "reference", "device": "cpu", "precision": "bf16",
-                  "train_resolution": 16}
+                  "train_resolution": 16, "loss": "dcl", "augmentations": "crop,jitter"}
 
 
 def test_reference_preset_is_the_seeds_configuration() -> None:
@@ -45,6 +45,9 @@ def test_reference_preset_is_the_seeds_configuration() -> None:
     ("train_resolution", 7, "train_resolution=7 must lie in [8, 32]"),
     ("train_resolution", 33, "train_resolution=33 must lie in [8, 32]"),
     ("pipeline", "gpu", "pipeline='gpu': use 'fast' or 'reference'"),
+    ("loss", "infonce", "loss='infonce': use 'nt_xent' or 'dcl'"),
+    ("augmentations", "crop,colour", "augmentations='crop,colour': give a comma-separated choice of crop, flip"),
+    ("augmentations", "", "augmentations='': give a comma-separated choice"),
     ("device", "tpu", "device='tpu': use auto, cpu, cuda, cuda:N or mps"),
     ("device", "cud:0", "device='cud:0'"),
     ("data", "/no/such/folder", "data='/no/such/folder' is neither 'cifar10' nor an existing folder"),
@@ -64,7 +67,8 @@ def test_unknown_preset_and_field_are_named() -> None:
 @pytest.mark.parametrize("field, value", [("device", "cuda:1"), ("device", "cuda"), ("device", "mps"),
                                           ("crop_min_scale", 1.0), ("momentum", 0.0), ("weight_decay", 0.0),
                                           ("train_subset", 0), ("batch_size", 2), ("warmup_epochs", 99),
-                                          ("train_resolution", 8), ("train_resolution", 32)])
+                                          ("train_resolution", 8), ("train_resolution", 32),
+                                          ("augmentations", "jitter"), ("augmentations", "crop, flip")])
 def test_values_on_the_edge_are_accepted(field: str, value: object) -> None:
     """The checks reject what they name and nothing more (epochs is 100 in the reference)."""
     assert getattr(make_config("reference", data="cifar10", **{field: value}), field) == value
