@@ -30,11 +30,11 @@ from .storage import RunLock, RunPaths, load_tensor, save_json, save_tensor
 
 @torch.inference_mode()
 def extract_features(encoder: nn.Module, images: ImageSet, device: torch.device | str = "cpu",
-                     batch_size: int = 256, bf16: bool = False) -> torch.Tensor:
+                     batch_size: int = 128, bf16: bool = False) -> torch.Tensor:
     """h = f(x) for every image, (N, D) float32 on the CPU, with the encoder frozen in eval mode.
 
-    Batches of 256 keep a layer's activations in a CPU's cache: on a 2-core AMD EPYC, 10,000 images took
-    3.6 s at 256 and 5.8 s at 1024 (bench/results/probe_speed.json).
+    Small batches keep a layer's activations in a CPU's cache: on a 2-core AMD EPYC (bf16), 10,000 images took
+    3.6 s in batches of 128 and 6.1 s in batches of 1024 (bench/probe_speed.py).
 
     With `bf16` the convolutions run in bfloat16 (autocast), twice as fast on hardware that has it; the
     features then agree with float32 ones to about 3 significant digits, which a linear probe does not notice.
