@@ -58,18 +58,24 @@ def probe_loss(probe_log: dict[str, Any]) -> Figure:
     return fig
 
 
-def probe_accuracy(probe_log: dict[str, Any]) -> Figure:
-    """Linear-probe test accuracy, one bar per encoder, with the value written on it."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    names = _encoders(probe_log)
-    accuracies = [probe_log[name]["test_accuracy"] for name in names]
-    bars = ax.bar([LABELS.get(n, n) for n in names], accuracies, color=[COLORS.get(n) for n in names])
-    ax.bar_label(bars, labels=[f"{a:.3f}" for a in accuracies])
+def accuracy_bars(accuracies: dict[str, float], title: str = "Linear probe accuracy",
+                  colors: list[str | None] | None = None) -> Figure:
+    """One bar per named accuracy, with the value written on it and chance (10 classes) drawn as a line."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(accuracies)), 3.5))
+    bars = ax.bar(list(accuracies), list(accuracies.values()), color=colors)
+    ax.bar_label(bars, labels=[f"{a:.3f}" for a in accuracies.values()])
     ax.axhline(0.1, color="k", ls=":", lw=1, label="chance (10 classes)")
-    ax.set(ylabel="test accuracy", ylim=(0, 1), title="Linear probe accuracy")
+    ax.set(ylabel="test accuracy", ylim=(0, 1), title=title)
     ax.legend(loc="upper right")
     fig.tight_layout()
     return fig
+
+
+def probe_accuracy(probe_log: dict[str, Any]) -> Figure:
+    """Linear-probe test accuracy, one bar per encoder, with the value written on it."""
+    names = _encoders(probe_log)
+    return accuracy_bars({LABELS.get(n, n): probe_log[n]["test_accuracy"] for n in names},
+                         colors=[COLORS.get(n) for n in names])
 
 
 def label_efficiency(curves: dict[str, dict[int, list[float]]], runs: dict[str, dict[int, float]] | None = None,
