@@ -75,3 +75,20 @@ def test_training_is_reproducible_under_a_seed(cifar_train, cifar_test, tmp_path
     assert len(first["step_loss"]) == len(cifar_train) // cfg.batch_size
     assert first["step_loss"] == again["step_loss"] and first["evals"] == again["evals"]
     assert first["step_loss"] != other["step_loss"]
+
+
+def test_compiled_training_follows_the_eager_run_and_saves_a_plain_checkpoint(cifar_train, cifar_test,
+                                                                              tmp_path: Path) -> None:
+    """`--compile true` (what bench/gpu_run.sh may turn on) on the CPU: torch.compile's kernels sum in another
+    order, so the losses agree closely rather than exactly; the checkpoint holds the plain model's weights."""
+    from simclr_core.config import make_config
+    from simclr_core.engine import load_model, train_ssl
+
+    cfg = make_config("smoke", data="cifar10", steps=4, precision="fp32")
+    eager = train_ssl(cfg, str(tmp_path / "eager"), progress=False, train_set=cifar_train, eval_set=cifar_test)
+    compiled = train_ssl(make_config("smoke", data="cifar10", steps=4, precision="fp32", compile=True),
+                         str(tmp_path / "compiled"), progress=False, train_set=cifar_train, eval_set=cifar_test)
+    assert compiled["finished"] and len(compiled["step_loss"]) == 4
+    assert compiled["step_loss"] == pytest.approx(eager["step_loss"], rel=1e-3)
+    model, _ = load_model(str(RunPaths(tmp_path / "compiled").checkpoint))  # no "_orig_mod." prefixes
+    assert not any("_orig_mod" in name for name in model.state_dict())
