@@ -39,11 +39,13 @@ test: install $(UNPACK)  ## lint, unit tests (with the book build and Chromium c
 	$(PYTHON) -m pytest tests --durations=5
 	$(PYTHON) -m pytest --nbval --nbval-current-env notebooks --durations=0 -q
 
-bench: install $(UNPACK)  ## CPU benchmarks (about 2 hours): throughput (float32, then bf16 where the CPU has AMX) vs the seed's pipeline, kornia and lightly; every time-to-accuracy candidate
+bench: install $(UNPACK)  ## CPU benchmarks (about 2.5 hours): throughput (float32, then bf16 where the CPU has it) vs the seed's pipeline, kornia and lightly; every time-to-accuracy candidate; the augmentation and batch-size ablation; feature extraction speed
 	$(PYTHON) -m pip install -e ".[bench]"
 	$(PYTHON) bench/throughput.py --precision fp32
 	$(PYTHON) bench/throughput.py
 	$(PYTHON) bench/time_to_accuracy.py
+	$(PYTHON) bench/ablation.py
+	$(PYTHON) bench/probe_speed.py
 
 clean:
 	rm -rf book/_build runs
