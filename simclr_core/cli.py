@@ -178,7 +178,7 @@ def run_train(args: argparse.Namespace) -> None:
 
 def _add_label_budget_commands(commands: argparse._SubParsersAction, probe: argparse.ArgumentParser) -> None:
     """`probe --labels-per-class N` and the `supervised` command: what a few labels buy (chapter 7)."""
-    from .supervised import SupervisedConfig
+    from .supervised import SUPERVISED_FIELD_HELP, SupervisedConfig
 
     budget = probe.add_argument_group("label budget")
     budget.add_argument("--labels-per-class", type=int, default=0,
@@ -193,9 +193,10 @@ def _add_label_budget_commands(commands: argparse._SubParsersAction, probe: argp
     supervised.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     for field in fields(SupervisedConfig):
         default = field.default if field.default is not MISSING else field.default_factory()  # type: ignore[misc]
+        meaning = SUPERVISED_FIELD_HELP.get(field.name) or FIELD_HELP[field.name]
         supervised.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=default,
                                 type=FIELD_TYPES[str(field.type)], metavar=str(field.type).upper(),
-                                help=f"(default: {default!r})")
+                                help=f"{meaning} (default: {default!r})")
 
 
 def run(argv: list[str] | None = None) -> None:

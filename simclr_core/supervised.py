@@ -44,20 +44,20 @@ class SupervisedConfig:
     data: str = dataclasses.field(default_factory=lambda: Config().data)  # Config's default
     data_root: str = "data"
     labels_per_class: int = 100
-    label_seed: int = 0  # which labelled images (data.labelled_indices): budgets of one seed are nested
-    test_subset: int = 0  # 0 = the whole test split; else a class-balanced subset of that many images
-    width: int = 64  # of the ResNet-18; fine-tuning needs the pre-trained run's width
-    init: str = ""  # a SimCLR run folder whose encoder is fine-tuned; "" trains from scratch
-    steps: int = 500  # optimizer steps, when there is no time budget
-    time_budget: float = 0.0  # > 0: seconds for the whole run (evaluation included); it decides the steps
-    batch_size: int = 128  # images per step, drawn with replacement: 10 labelled images or 50,000 alike
-    lr: float = 1e-3  # AdamW, for the linear layer and (from scratch) the encoder
-    encoder_lr_scale: float = 0.1  # fine-tuning: the pre-trained encoder's learning rate is lr * this
+    label_seed: int = 0
+    test_subset: int = 0
+    width: int = 64
+    init: str = ""
+    steps: int = 500
+    time_budget: float = 0.0
+    batch_size: int = 128
+    lr: float = 1e-3
+    encoder_lr_scale: float = 0.1
     weight_decay: float = 1e-4
-    crop_min_scale: float = 0.3  # the augmentation recipe's, as Config.crop_min_scale
-    seed: int = 0  # initialisation, batches and augmentations
+    crop_min_scale: float = 0.3
+    seed: int = 0
     device: str = "auto"
-    precision: str = "auto"  # as Config.precision
+    precision: str = "auto"
 
     def validate(self) -> SupervisedConfig:
         """Raise ValueError naming the first bad field and what to do; return self when fine."""
@@ -85,6 +85,22 @@ class SupervisedConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# One line of help for each field whose meaning differs from the SimCLR Config's field of that name (the
+# others, such as data, seed, device and precision, share config.FIELD_HELP); `supervised --help` shows them
+SUPERVISED_FIELD_HELP: dict[str, str] = {
+    "labels_per_class": "labelled training images of each class",
+    "label_seed": "which labelled images (data.labelled_indices): the budgets of one seed are nested",
+    "test_subset": "0 = the whole test split; else a class-balanced subset of that many images",
+    "width": "of the ResNet-18; fine-tuning needs the pre-trained run's width",
+    "init": "a SimCLR run folder whose encoder is fine-tuned; empty trains from scratch",
+    "steps": "optimizer steps, when there is no time budget",
+    "time_budget": "> 0: seconds for the whole run (evaluation included); it decides the steps",
+    "batch_size": "images per step, drawn with replacement: 10 labelled images or 50,000 alike",
+    "lr": "AdamW's learning rate, for the linear layer and (from scratch) the encoder",
+    "encoder_lr_scale": "fine-tuning: the pre-trained encoder's learning rate is lr times this",
+}
 
 
 class Classifier(nn.Module):

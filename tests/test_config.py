@@ -10,6 +10,7 @@ import pytest
 
 from simclr_core.cli import _overrides, build_parser, main
 from simclr_core.config import FIELD_CHOICES, FIELD_HELP, PRESETS, Config, make_config
+from simclr_core.supervised import SUPERVISED_FIELD_HELP, SupervisedConfig
 
 # A valid value other than the reference's for every text field (a new text field must be added here), and
 # for numbers whose generic change (int + 1, float / 2) would be invalid
@@ -145,6 +146,12 @@ def test_help_describes_every_flag_and_probe_lists_only_its_own(monkeypatch: pyt
         assert f"--{name.replace('_', '-')}" in train_help and line in train_help, name
     for name, allowed in FIELD_CHOICES.items():
         assert f"--{name.replace('_', '-')} {{{','.join(allowed)}}}" in train_help
+    with pytest.raises(SystemExit):
+        main(["supervised", "--help"])
+    supervised_help = capsys.readouterr().out
+    for field in fields(SupervisedConfig):
+        line = SUPERVISED_FIELD_HELP.get(field.name) or FIELD_HELP[field.name]  # KeyError: a field without help
+        assert f"--{field.name.replace('_', '-')}" in supervised_help and line in supervised_help, field.name
     with pytest.raises(SystemExit):
         main(["probe", "--help"])
     probe_flags = set(re.findall(r"--[a-z-]+", capsys.readouterr().out))
