@@ -77,7 +77,8 @@ def embed_pairs(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, device: to
 @torch.no_grad()
 def evaluate_ssl(model: SimCLRModel, images: ImageSet, cfg: Config, device: torch.device,
                  bf16: bool = False) -> dict[str, float]:
-    """Mean NT-Xent loss, p_pos and top-1 over `cfg.eval_batches` batches of held-out views.
+    """Mean loss (NT-Xent, or DCL for `loss="dcl"`: the two are not comparable), p_pos and top-1 over
+    `cfg.eval_batches` batches of held-out views.
 
     The views are drawn from a fixed seed, so every evaluation of a run sees the same images and crops,
     and the training run's random stream is left untouched.
