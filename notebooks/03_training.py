@@ -40,8 +40,10 @@ print({k: getattr(cfg, k) for k in ["width", "train_subset", "epochs", "time_bud
 # `load_or_train` reuses `RUN_DIR` when it already holds a finished run with exactly this configuration,
 # so re-running the book does not re-train; otherwise it trains now and writes
 # `checkpoints/latest.pt` and `logs/ssl_results.json` there, as `python -m simclr_core train --out RUN_DIR`
-# would. With a time budget (`time_budget` above, in seconds), the run first times a few steps, then trains as
-# many steps as fit; how many epochs that is depends on the machine, so this chapter reads it from the log.
+# would. With a time budget (`time_budget` above, in seconds), the run first times a few steps and plans as many
+# steps as fit, then plans again after its first epoch from the seconds its real steps took (a few timed steps
+# can be off by a fifth either way); how many epochs that is depends on the machine, so this chapter reads it
+# from the log.
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -289,6 +289,8 @@ def _train_ssl(cfg: Config, out: str, progress: bool, train_set: ImageSet | None
     step = len(log["step_loss"])
     epoch = first_epoch
     with stop_requests() as stop:
+        replan = bool(cfg.time_budget) and saved is None  # once, after the first epoch of a new budget run
+        loop_start = time.perf_counter()
         while step < total_steps:
             model.train()
             epoch_rng = capture_rng(train_loader)
@@ -335,6 +337,15 @@ def _train_ssl(cfg: Config, out: str, progress: bool, train_set: ImageSet | None
                         f"python -m simclr_core train --resume --out {out}")
                 if step >= total_steps:
                     break
+            if replan and step < total_steps:  # a whole epoch of real steps times them better than calibration
+                replan = False
+                step_seconds = distributed.max_over_processes((time.perf_counter() - loop_start) / step, world, device)
+                fits = step + budget_steps(cfg.time_budget, time.perf_counter() - start, step_seconds,
+                                           log["budget"]["evaluation_seconds"], steps_per_epoch, cfg)
+                total_steps = log["total_steps"] = max(step + 1, min(cfg.steps or cfg.epochs * steps_per_epoch, fits))
+                log["budget"].update(measured_step_seconds=round(step_seconds, 4), replanned_steps=total_steps)
+                bar.total = total_steps
+                bar.refresh()
             done = step >= total_steps
             log["train_seconds"] = round(time.perf_counter() - start, 2)
             reached = epoch - 1 + step_in_epoch / steps_per_epoch  # a run may end mid-epoch

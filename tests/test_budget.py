@@ -1,4 +1,5 @@
-"""Training for a wall-clock budget: it stays within it, and it is the run that `--steps N` would train."""
+"""Training for a wall-clock budget: it stays within it, re-plans once from its first epoch, and until then it
+is the run that `--steps N` would train."""
 
 from __future__ import annotations
 
@@ -18,12 +19,16 @@ def test_budget_run_stays_within_its_time_and_equals_the_steps_run(cifar_train, 
     assert 3 <= done < 40 * budgeted["steps_per_epoch"]
     assert budgeted["train_seconds"] < 12 * 1.5, "a budget is a limit: at most the last evaluation may overshoot"
     assert budgeted["budget"]["calibrated_step_seconds"] > 0
-    # the calibration steps were undone: the same seed with the planned step count trains the same steps
-    planned = budgeted["budget"]["planned_steps"]
+    # after the first epoch the plan is redone from the seconds its real steps took, and the run follows it
+    assert budgeted["total_steps"] == budgeted["budget"]["replanned_steps"]
+    assert budgeted["budget"]["measured_step_seconds"] > 0
+    # the calibration steps were undone: the same seed with the first plan's step count trains the same first
+    # epoch (later steps follow another cosine once the plan changes)
+    planned, first_epoch = budgeted["budget"]["planned_steps"], budgeted["steps_per_epoch"]
     steps_run = train_ssl(make_config("smoke", data="cifar10", epochs=40, steps=planned, save_every=100,
                                       lr_schedule="cosine"), str(tmp_path / "steps"), **kwargs)
     assert len(steps_run["step_loss"]) == planned
-    assert steps_run["step_loss"][:done] == budgeted["step_loss"]
+    assert steps_run["step_loss"][:first_epoch] == budgeted["step_loss"][:first_epoch]
 
 
 def test_steps_end_a_run_mid_epoch_and_repeat_exactly(cifar_train, cifar_test, tmp_path) -> None:
