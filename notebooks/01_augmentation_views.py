@@ -245,7 +245,7 @@ assert abs(accuracy["full recipe"] - accuracy["crop + colour"]) < 0.01
 # though this run does not test it. Blur on top of crop and colour (the full recipe, the one the book trains
 # with) lowered the probe by half a point (0.534 against 0.540). These are single runs with one seed, and how
 # much a run varies by chance has not been measured; as a rough scale only, the README's runs of the `quick`
-# preset span 1.1 points, but they also differ in how many steps their machines allowed. So the blur's half
+# preset span more than a point, but they also differ in how many steps their machines allowed. So the blur's half
 # point is not evidence either way, while the crop and colour gaps are much larger.
 #
 # **What to take away**
