@@ -6,6 +6,8 @@
   sphere) are the two halves of the contrastive loss; k-NN accuracy reads class structure without training
   (a plain majority vote, or the similarity-weighted vote most papers report).
 - What a layer keeps: how well a linear map recovers, from its features, a property the augmentations vary.
+- Dimensional collapse, without labels: the eigenvalue spectrum of the embeddings' covariance (Jing et al.,
+  2022) and its effective rank (RankMe, Garrido et al., 2023).
 """
 
 from __future__ import annotations
@@ -82,6 +84,23 @@ def nearest_neighbours(query_z: torch.Tensor, pool_z: torch.Tensor, k: int, excl
     if exclude_self:
         similarities.fill_diagonal_(float("-inf"))
     return similarities.topk(k, dim=1).indices
+
+
+def covariance_spectrum(x: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of the covariance of the rows of `x` (N, D), largest first: how the embeddings' variance is
+    spread over directions. A collapsed dimension shows as an eigenvalue many decades below the first."""
+    centred = x.double() - x.double().mean(0)
+    return torch.linalg.svdvals(centred).square().div(len(x) - 1).float()
+
+
+def effective_rank(x: torch.Tensor) -> float:
+    """RankMe: exp of the entropy of the normalised singular values of the embedding matrix `x` (N, D).
+
+    D when every direction carries the same weight, 1 when all embeddings lie on one line; it needs no labels,
+    and compares runs of one method (Garrido et al. found about 25,600 rows enough).
+    """
+    singular = torch.linalg.svdvals(x.double())
+    return entropy(singular / singular.sum() + 1e-7).exp().item()
 
 
 def brightness_views(images: torch.Tensor, seed: int = 0,
