@@ -35,12 +35,11 @@ from simclr_core.analysis import alignment, covariance_spectrum, effective_rank,
 from simclr_core.augment import SSLAugmentation
 from simclr_core.config import make_config
 from simclr_core.data import ImageSet, load_split
-from simclr_core.engine import load_model, train_ssl
-from simclr_core.model import SimCLRModel
+from simclr_core.engine import train_ssl
+from simclr_core.model import SimCLRModel, load_model
 from simclr_core.probe import cached_features, train_linear_probe
-from simclr_core.resume import stored_run_log
 from simclr_core.runtime import cpu_bf16_units, pick_device, uses_bf16
-from simclr_core.storage import RunPaths
+from simclr_core.storage import RunPaths, stored_run_log
 
 BASE_STEPS = 1000  # the ablation's size: 128,000 images seen, about 3 minutes on a 2-core CPU
 GROUPS: dict[str, dict[str, dict[str, Any]]] = {  # group -> row name -> overrides of the quick preset

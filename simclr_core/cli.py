@@ -18,9 +18,9 @@ import torch
 
 from . import distributed
 from .config import DATA_ENV_VAR, FIELD_CHOICES, FIELD_HELP, PRESETS, Config, make_config
-from .resume import RunExistsError, TrainingStopped
+from .resume import TrainingStopped
 from .runtime import pick_device
-from .storage import RunFolderBusy
+from .storage import RunExistsError, RunFolderBusy
 
 LONG_RUN_SECONDS = 3600  # a CPU run estimated longer than this starts only when confirmed (or with --yes)
 # The fields `probe` reads; the rest (architecture, seed, ...) come from the checkpoint it probes.
@@ -152,7 +152,8 @@ def confirm_long_run(cfg: Config, assume_yes: bool) -> None:
 def run_train(args: argparse.Namespace) -> None:
     """`train`: pick the preset and folder, hold the folder, check what is in it, confirm long runs, train."""
     from .engine import hold_run_folder, train_ssl
-    from .resume import checkpoint_config, refuse_to_replace
+    from .resume import checkpoint_config
+    from .storage import refuse_to_replace
 
     preset = args.preset or default_preset(pick_device(args.device or "auto"))
     out = args.out or str(Path("runs") / preset)

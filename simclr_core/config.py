@@ -218,6 +218,13 @@ def make_config(preset: str = "reference", **overrides: Any) -> Config:
     return Config.from_dict({**PRESETS[preset], **overrides}).validate()
 
 
+def describe_changes(saved: dict[str, Any], wanted: dict[str, Any], names: list[str]) -> str:
+    """'it was trained with width=8, this run asks for width=16' for the fields `names`."""
+    was = ", ".join(f"{name}={saved.get(name)!r}" for name in names)
+    now = ", ".join(f"{name}={wanted.get(name)!r}" for name in names)
+    return f"it was trained with {was}, this run asks for {now}"
+
+
 def describe_preset(config: dict[str, Any]) -> str:
     """Which preset a stored config was made from, and what was changed: "smoke preset with epochs=40".
 

@@ -1,20 +1,30 @@
-"""Contrastive pre-training: the loop, the SSL metrics, the checkpoints and the log.
+"""Contrastive pre-training: one SimCLR step, the loop that repeats it, and what a run of hours needs around it.
 
-Read top to bottom: build the two-view loader, the model and the optimizer (AdamW as the seed); for every
-batch embed both views, take NT-Xent, step; every `eval_every` epochs measure loss, p_pos and top-1 on
-held-out views; every `save_every` epochs (and at the end) write `checkpoints/latest.pt` and `logs/ssl_results.json`.
+`train_step` is the whole of SimCLR's learning: embed both views of a batch in one pass, take NT-Xent, step the
+optimizer. `train_ssl` runs it in a loop, read top to bottom in `_train_loop`:
+
+1. `setup_run` makes everything the loop works with, as one `Run`: the checked config, device and precision,
+   model, optimizer, loss, the two-view loader, the log, the run's length (`budget.TimeBudget`: with a time
+   budget it times a few steps first) and the schedule; a resumed run restores all of it from its checkpoint,
+   every random state included, and its `Position` says where to continue;
+2. for every batch: `train_step`, then a schedule step; every `sync_every` steps the losses come back from the
+   device (`PendingLosses`: the log, the NaN check), and the budget and stop signals (Ctrl-C, SIGTERM) are
+   checked: a stop saves a checkpoint at that step and says how to resume;
+3. once, after the first epoch of a budgeted run, the budget plans again from the seconds the real steps took;
+4. `end_epoch`: the epoch's record, an evaluation every `eval_every` epochs (held-out loss, p_pos, top-1), a
+   checkpoint and the log (`checkpoints/latest.pt`, `logs/ssl_results.json`) every `save_every` and at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import itertools
 import math
 import resource
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,29 +36,31 @@ from tqdm import tqdm
 from . import distributed
 from .augment import SSLAugmentation, recipe_params, simclr_transform
 from .batch_augment import DeviceTwoViewLoader
+from .budget import CALIBRATION_STEPS, TimeBudget, median_step_seconds
 from .config import Config, describe_preset
 from .data import ImageSet, load_split
 from .loss import contrastive_loss, contrastive_metrics, simclr_logits_targets
-from .model import SimCLRModel
+from .model import SimCLRModel, build_model, load_model, memory_format
 from .optim import lr_factor, make_optimizer
-from .resume import (
-    TrainingStopped,
-    capture_rng,
-    check_resumable,
+from .resume import TrainingStopped, capture_rng, check_resumable, restore_rng, stop_requests
+from .runtime import choose_precision, machine_description, pick_device, seed_everything
+from .storage import (
+    RunLock,
+    RunPaths,
     check_same_config,
+    load_checkpoint,
     refuse_to_replace,
-    restore_rng,
-    stop_requests,
+    save_checkpoint,
+    save_json,
     stored_run_log,
 )
-from .runtime import choose_precision, machine_description, pick_device, seed_everything
-from .storage import RunLock, RunPaths, load_checkpoint, save_checkpoint, save_json
 
-CHANNELS_LAST_DEVICES = ("cpu", "cuda")  # measured here: 18% faster steps on the CPU (bench notes in README)
+Loader = DataLoader | DeviceTwoViewLoader
+LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def two_view_loader(images: ImageSet, cfg: Config, shuffle: bool, seed: int, device: torch.device,
-                    world: distributed.Distributed = distributed.SINGLE_PROCESS) -> DataLoader | DeviceTwoViewLoader:
+                    world: distributed.Distributed = distributed.SINGLE_PROCESS) -> Loader:
     """Batches of (view 1, view 2), from the fast on-device pipeline or the reference per-image one.
 
     Under torchrun each process gets its shard: batch_size / world_size images of every global batch.
@@ -64,14 +76,29 @@ def two_view_loader(images: ImageSet, cfg: Config, shuffle: bool, seed: int, dev
 
 def embed_pairs(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, device: torch.device,
                 bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """z for both views, channels_last (faster convolutions on CPUs and GPUs); with `bf16` the network runs
-    in bfloat16 (autocast) while the loss stays in float32."""
-    x1, x2 = (x.to(device, non_blocking=True) for x in (x1, x2))
-    if device.type in CHANNELS_LAST_DEVICES:
-        x1, x2 = (x.contiguous(memory_format=torch.channels_last) for x in (x1, x2))
+    """z for both views, in the layout the device's convolutions prefer; with `bf16` the network runs in
+    bfloat16 (autocast) while the loss stays in float32."""
+    x1, x2 = (x.to(device, non_blocking=True).contiguous(memory_format=memory_format(device)) for x in (x1, x2))
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         z = model(torch.cat([x1, x2]))  # one pass: both views share the BatchNorm statistics
     return z[:len(x1)].float(), z[len(x1):].float()
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x1: torch.Tensor, x2: torch.Tensor,
+               loss_fn: LossFunction, device: torch.device, bf16: bool = False) -> torch.Tensor:
+    """One optimisation step of SimCLR on a batch of B image pairs; returns the loss, still on the device."""
+    z1, z2 = embed_pairs(model, x1, x2, device, bf16)  # (B, D) each: unit vectors z = normalize(g(f(x)))
+    loss = loss_fn(z1, z2)  # NT-Xent: each of the 2B views picks its partner out of the other 2B - 1
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def objective(cfg: Config, world: distributed.Distributed = distributed.SINGLE_PROCESS) -> LossFunction:
+    """The loss `cfg` names (NT-Xent, or DCL for `loss="dcl"`) at its temperature, over the global batch."""
+    decoupled = cfg.loss == "dcl"
+    return lambda z1, z2: distributed.global_nt_xent(z1, z2, cfg.temperature, world, decoupled)
 
 
 @torch.no_grad()
@@ -100,63 +127,18 @@ def evaluate_ssl(model: SimCLRModel, images: ImageSet, cfg: Config, device: torc
     return {name: total / batches for name, total in totals.items()}
 
 
-CALIBRATION_STEPS = (2, 5)  # steps a time budget runs untimed (kernel set-up), then timed
-# plan for 90% of the budget: on shared machines some epochs take 25% longer than the calibration promised
-# (measured on a 2-core AMD EPYC: 9.6 s an epoch mostly, 12.6 s at worst), and checkpoints take time too
-BUDGET_MARGIN = 0.90
-
-
-def median_step_seconds(train_step: Callable[[], torch.Tensor], model: nn.Module, optimizer: torch.optim.Optimizer,
-                        steps: tuple[int, int] = CALIBRATION_STEPS) -> float:
-    """Median seconds of `train_step` (which returns its loss), timed on a few steps whose effect is then undone
-    (weights, BatchNorm statistics, optimizer state): untimed warm-up steps first, then the timed ones."""
-    saved_model, saved_optimizer = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict())
-    warmup, timed = steps
-    times = []
-    for _ in range(warmup + timed):
-        start = time.perf_counter()
-        train_step().item()  # wait for the device
-        times.append(time.perf_counter() - start)
-    model.load_state_dict(saved_model)
-    optimizer.load_state_dict(saved_optimizer)
-    optimizer.zero_grad(set_to_none=True)
-    return sorted(times[warmup:])[timed // 2]
-
-
-def calibrate_step_seconds(forward: nn.Module, model: SimCLRModel, optimizer: torch.optim.Optimizer,
-                           loader: DataLoader | DeviceTwoViewLoader, cfg: Config, device: torch.device,
-                           bf16: bool, world: distributed.Distributed,
-                           steps: tuple[int, int] = CALIBRATION_STEPS) -> float:
+def calibrate_step_seconds(run: Run, steps: tuple[int, int] = CALIBRATION_STEPS) -> float:
     """Median seconds of a pre-training step, measured on a few steps whose effect is then undone.
 
-    The views come from `loader`, a loader of their own, so the run that follows is the one `--steps N` would
-    train: a budget only chooses N. Under torchrun every process plans for the slowest.
+    The views come from a loader of their own, so the run that follows is the one `--steps N` would train.
+    A set smaller than the calibration starts its next epoch. Under torchrun every process plans for the slowest.
     """
-    batches = itertools.chain.from_iterable(itertools.repeat(loader))  # a small set: its next epoch
-
-    def train_step() -> torch.Tensor:
-        x1, x2 = next(batches)
-        loss = distributed.global_nt_xent(*embed_pairs(forward, x1, x2, device, bf16), cfg.temperature, world,
-                                          cfg.loss == "dcl")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    seconds = median_step_seconds(train_step, model, optimizer, steps)
-    return distributed.max_over_processes(seconds, world, device)
-
-
-def budget_steps(budget: float, spent: float, step_seconds: float, eval_seconds: float, steps_per_epoch: int,
-                 cfg: Config) -> int:
-    """How many steps fit in what is left of `budget` seconds, evaluations included (never fewer than 1).
-
-    An evaluation follows every `eval_every` epochs and the last step: n steps cost
-    n * step_seconds + (n / (steps_per_epoch * eval_every) + 1) * eval_seconds.
-    """
-    available = BUDGET_MARGIN * (budget - spent) - eval_seconds
-    per_step = step_seconds + eval_seconds / (steps_per_epoch * cfg.eval_every)
-    return max(1, int(available / per_step))
+    loader = two_view_loader(run.train_set, run.cfg, shuffle=True, seed=run.cfg.seed + 2, device=run.device,
+                             world=run.world)
+    batches = itertools.chain.from_iterable(itertools.repeat(loader))
+    seconds = median_step_seconds(lambda: train_step(run.forward, run.optimizer, *next(batches), run.loss_fn,
+                                                     run.device, run.bf16), run.model, run.optimizer, steps)
+    return distributed.max_over_processes(seconds, run.world, run.device)
 
 
 def sync_interval(cfg: Config, device: torch.device) -> int:
@@ -164,10 +146,240 @@ def sync_interval(cfg: Config, device: torch.device) -> int:
     return cfg.sync_every or (1 if device.type == "cpu" else 20)
 
 
-def hold_run_folder(out: str, wait: bool = False) -> contextlib.AbstractContextManager[Any]:
-    """The run folder's one-writer lock (`RunLock`), taken by the main process only: under torchrun the
-    other processes never write."""
-    return RunLock(out, wait) if distributed.setup().is_main else contextlib.nullcontext()
+@dataclass
+class Position:
+    """Where a run stands: epochs completed, steps taken in the next one and the sum of their losses.
+    A checkpoint stores it (as three fields) and a resumed run starts from it."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0
+    epoch_loss: float = 0.0
+
+    @classmethod
+    def of_checkpoint(cls, saved: dict[str, Any]) -> Position:
+        return cls(saved["epoch"], saved["step_in_epoch"], saved["epoch_loss"])
+
+
+class PendingLosses:
+    """Step losses still on the device, read back together every `every` steps: a read makes the host wait for
+    the device, which stalls a GPU's queue (on a CPU it costs nothing, so there it happens every step)."""
+
+    def __init__(self, every: int, world: distributed.Distributed):
+        self.every, self.world, self.losses = every, world, []
+
+    def add(self, loss: torch.Tensor) -> None:
+        self.losses.append(loss)
+
+    def due(self) -> bool:
+        return len(self.losses) >= self.every
+
+    def read(self, step: int, epoch: int, checkpoint: Path) -> list[float]:
+        """The global loss of each pending step (the last is `step`); a non-finite one ends the run."""
+        values = distributed.mean_over_processes(torch.stack(self.losses), self.world).tolist()
+        self.losses.clear()
+        for offset, value in enumerate(values):
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"the loss became {value} at step {step - len(values) + offset + 1} (epoch {epoch}); the last "
+                    f"good checkpoint is {checkpoint}: lower --lr or raise --temperature and retrain")
+        return values
+
+
+@dataclass
+class Run:
+    """Everything the training loop works with, made once by `setup_run`."""
+
+    cfg: Config
+    out: str
+    paths: RunPaths
+    world: distributed.Distributed
+    device: torch.device
+    bf16: bool
+    model: SimCLRModel
+    forward: nn.Module  # the model as a step calls it: wrapped by DistributedDataParallel and/or compiled
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    loss_fn: LossFunction
+    train_set: ImageSet
+    eval_set: ImageSet
+    loader: Loader
+    log: dict[str, Any]
+    budget: TimeBudget
+    position: Position
+    resumed: bool
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    def save(self, position: Position, rng: dict[str, Any]) -> None:
+        """A checkpoint at a step boundary (resuming replays the epoch's random draws up to it), and the log."""
+        if not self.world.is_main:
+            return
+        self.log["total_steps"] = self.budget.total_steps
+        save_checkpoint(self.paths.checkpoint, {
+            "config": self.cfg.to_dict(), "epoch": position.epoch, "step_in_epoch": position.step_in_epoch,
+            "epoch_loss": position.epoch_loss, "rng": rng, "log": self.log, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()})
+        save_json(self.paths.ssl_log, self.log)
+
+
+def load_sets(cfg: Config, train_set: ImageSet | None, eval_set: ImageSet | None) -> tuple[ImageSet, ImageSet]:
+    """The configured training (sub)set and test split, unless given; each must hold at least one batch."""
+    if train_set is None:
+        train_set = load_split(cfg.data, "train", cfg.data_root, cfg.train_subset, cfg.seed)
+    if eval_set is None:
+        eval_set = load_split(cfg.data, "test", cfg.data_root)
+    for name, images in (("training", train_set), ("evaluation", eval_set)):
+        if len(images) < cfg.batch_size:
+            raise ValueError(f"the {name} set has {len(images)} images, fewer than batch_size="
+                             f"{cfg.batch_size}: lower --batch-size or use more images")
+    return train_set, eval_set
+
+
+def setup_run(cfg: Config, out: str, train_set: ImageSet | None, eval_set: ImageSet | None, resume: bool) -> Run:
+    """Check the config, load the data, build model, optimizer, loss and loader, decide the run's length (a time
+    budget is calibrated here), and make the schedule; with `resume`, restore all of it from the checkpoint."""
+    cfg.validate()
+    world = distributed.setup()
+    if world.world_size > 1 and (cfg.batch_size % world.world_size or cfg.pipeline != "fast"):
+        raise ValueError(f"under torchrun with {world.world_size} processes, batch_size={cfg.batch_size} (the "
+                         f"global batch) must divide evenly among them, and the pipeline must be 'fast'")
+    paths = RunPaths(out)
+    if world.is_main:
+        paths.check_writable()
+    saved = load_checkpoint(paths.checkpoint) if resume else None
+    if saved is not None:
+        check_resumable(Config.from_dict(saved["config"]), cfg, paths.checkpoint)
+    device = pick_device(cfg.device)
+    if device.type == "cuda" and world.world_size > 1:
+        device = torch.device("cuda", world.local_rank)
+    train_set, eval_set = load_sets(cfg, train_set, eval_set)
+
+    set_up_from = time.perf_counter()  # a time budget counts from here: set-up, calibration, steps, evaluations
+    bf16, precision_reason = choose_precision(cfg.precision, device)
+    seed_everything(cfg.seed)
+    model = build_model(cfg, device)
+    if world.world_size > 1 and cfg.sync_bn:  # BatchNorm statistics over the global batch, as one process
+        model = distributed.use_global_batch_norm(model)
+    optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    forward: nn.Module = model
+    if world.world_size > 1:
+        forward = nn.parallel.DistributedDataParallel(model, device_ids=None if device.index is None
+                                                      else [device.index])
+    forward = torch.compile(forward) if cfg.compile else forward
+    loader = two_view_loader(train_set, cfg, shuffle=True, seed=cfg.seed, device=device, world=world)
+    this_run = {"config": cfg.to_dict(), "device": str(device), "precision": "bf16" if bf16 else "fp32",
+                "precision_reason": precision_reason, "machine": machine_description(),
+                "finished": False}  # what a resumed run states afresh
+    log: dict[str, Any] = {**this_run, "train_images": len(train_set), "steps_per_epoch": len(loader),
+                           "step_loss": [], "epochs": [], "evals": [], "train_seconds": 0.0}
+    total = cfg.steps or cfg.epochs * len(loader)
+    if saved is not None:
+        log = {**saved["log"], **this_run}
+        if cfg.time_budget:  # the plan the budget made when the run started (more epochs extend an unbudgeted one)
+            total = log["total_steps"]
+    budget = TimeBudget(cfg.time_budget, total, spent=log["train_seconds"] + time.perf_counter() - set_up_from,
+                        record=log.get("budget"))
+    warmup = cfg.warmup_epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(  # reads the steps when it steps: a budget may plan them again
+        optimizer, lambda step: lr_factor(step, budget.total_steps, warmup, cfg.lr_schedule))
+    run = Run(cfg, out, paths, world, device, bf16, model, forward, optimizer, scheduler, objective(cfg, world),
+              train_set, eval_set, loader, log, budget, Position.of_checkpoint(saved) if saved else Position(),
+              saved is not None)
+    if budget.limited and saved is None:
+        plan_budget(run)
+    log["total_steps"] = budget.total_steps
+    if warmup >= budget.total_steps:
+        raise ValueError(f"warmup_epochs={cfg.warmup_epochs} ({warmup} steps) covers "
+                         f"the whole run of {budget.total_steps} steps: lower --warmup-epochs or train longer")
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        restore_rng(saved["rng"], loader)
+    return run
+
+
+def plan_budget(run: Run) -> None:
+    """Time a few steps and one evaluation, and plan the steps that fit in the budget."""
+    step_seconds = calibrate_step_seconds(run)
+    eval_start = time.perf_counter()
+    if run.world.is_main:  # measured once: an evaluation's cost depends on the device far more than a step's
+        evaluate_ssl(run.model, run.eval_set, run.cfg, run.device, run.bf16)
+    eval_seconds = distributed.max_over_processes(time.perf_counter() - eval_start, run.world, run.device)
+    run.budget.plan(step_seconds, eval_seconds, run.steps_per_epoch * run.cfg.eval_every)
+    run.log["budget"] = run.budget.record
+
+
+def end_epoch(run: Run, epoch: int, step_in_epoch: int, epoch_loss: float) -> None:
+    """The epoch's record, its evaluation (every `eval_every` epochs and at the end), its checkpoint (every
+    `save_every` epochs and at the end). A run may end mid-epoch: `epoch` then reads 7.5, say."""
+    cfg, log, done = run.cfg, run.log, len(run.log["step_loss"]) >= run.budget.total_steps
+    log["train_seconds"] = round(run.budget.elapsed(), 2)
+    per_epoch = run.steps_per_epoch
+    reached = epoch if step_in_epoch == per_epoch else round(epoch - 1 + step_in_epoch / per_epoch, 3)
+    log["epochs"].append({"epoch": reached, "loss": epoch_loss / step_in_epoch, "lr": run.scheduler.get_last_lr()[0],
+                          "seconds": log["train_seconds"]})
+    if run.world.is_main and (epoch % cfg.eval_every == 0 or done):
+        log["evals"].append({"epoch": reached, **evaluate_ssl(run.model, run.eval_set, cfg, run.device, run.bf16)})
+        log["train_seconds"] = round(run.budget.elapsed(), 2)
+    log["finished"] = done
+    log["peak_memory_mb"] = peak_memory_mb(run.device)
+    if epoch % cfg.save_every == 0 or done:
+        run.save(Position(epoch), capture_rng(run.loader))
+
+
+def _train_loop(run: Run, progress: bool) -> dict[str, Any]:
+    """The loop: steps, read-backs, the budget's checks and re-plan, stop requests, the ends of epochs."""
+    cfg, log, budget, world, device = run.cfg, run.log, run.budget, run.world, run.device
+    bar = tqdm(total=budget.total_steps, initial=len(log["step_loss"]), desc="SimCLR pre-training", unit="step",
+               disable=not (progress and world.is_main))
+    pending = PendingLosses(sync_interval(cfg, device), world)
+    step, epoch = len(log["step_loss"]), run.position.epoch + 1
+    replan = budget.limited and not run.resumed  # once, after the first epoch of a new budgeted run
+    loop_start = time.perf_counter()
+    with stop_requests() as stop:
+        while step < budget.total_steps:
+            run.model.train()
+            epoch_rng = capture_rng(run.loader)
+            batches = iter(run.loader)
+            for _ in range(run.position.step_in_epoch):  # resuming mid-epoch: redraw the steps already taken, unused
+                next(batches)
+            step_in_epoch, epoch_loss = run.position.step_in_epoch, run.position.epoch_loss
+            run.position = Position()
+            for x1, x2 in batches:
+                pending.add(train_step(run.forward, run.optimizer, x1, x2, run.loss_fn, device, run.bf16))
+                run.scheduler.step()
+                step, step_in_epoch = step + 1, step_in_epoch + 1
+                if not (pending.due() or step >= budget.total_steps or step_in_epoch == run.steps_per_epoch):
+                    continue
+                values = pending.read(step, epoch, run.paths.checkpoint)
+                epoch_loss += sum(values)
+                log["step_loss"].extend(round(value, 5) for value in values)
+                bar.update(len(values))
+                bar.set_postfix(epoch=epoch, loss=f"{values[-1]:.3f}")
+                if distributed.any_process(budget.exceeded(), world, device) and step < budget.total_steps:
+                    budget.stop_early(step)
+                if distributed.any_process(bool(stop), world, device):
+                    log["train_seconds"] = round(budget.elapsed(), 2)
+                    run.save(Position(epoch - 1, step_in_epoch, epoch_loss), epoch_rng)
+                    bar.close()
+                    raise TrainingStopped(f"stopped by {stop[0] if stop else 'another process'} at step {step} "
+                                          f"(epoch {epoch}); checkpoint saved to {run.paths.checkpoint}. Resume "
+                                          f"with: python -m simclr_core train --resume --out {run.out}")
+                if step >= budget.total_steps:
+                    break
+            if replan and step < budget.total_steps:  # a whole epoch of real steps times them better than calibration
+                replan = False
+                seconds = distributed.max_over_processes((time.perf_counter() - loop_start) / step, world, device)
+                bar.total = budget.replan(step, seconds, run.steps_per_epoch * cfg.eval_every,
+                                          cfg.steps or cfg.epochs * run.steps_per_epoch)
+                bar.refresh()
+            end_epoch(run, epoch, step_in_epoch, epoch_loss)
+            epoch += 1
+    bar.close()
+    return log
 
 
 def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: ImageSet | None = None,
@@ -184,186 +396,20 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
     with hold_run_folder(out):
         if not resume and distributed.setup().is_main:
             refuse_to_replace(out, overwrite)
-        return _train_ssl(cfg, out, progress, train_set, eval_set, resume, announce)
+        run = setup_run(cfg, out, train_set, eval_set, resume)
+        if run.world.is_main and not run.resumed:  # a new run: nothing of the folder's earlier run may outlive it
+            for stale in run.paths.written_files():
+                stale.unlink(missing_ok=True)
+        if announce and run.world.is_main:
+            print(start_banner(cfg, out, str(run.device), run.log["precision_reason"], len(run.train_set),
+                               len(run.eval_set), run.log), flush=True)
+        return _train_loop(run, progress)
 
 
-def _train_ssl(cfg: Config, out: str, progress: bool, train_set: ImageSet | None, eval_set: ImageSet | None,
-               resume: bool, announce: bool) -> dict[str, Any]:
-    """`train_ssl`'s work, with the run folder held."""
-    cfg.validate()
-    world = distributed.setup()
-    if world.world_size > 1 and (cfg.batch_size % world.world_size or cfg.pipeline != "fast"):
-        raise ValueError(f"under torchrun with {world.world_size} processes, batch_size={cfg.batch_size} (the "
-                         f"global batch) must divide evenly among them, and the pipeline must be 'fast'")
-    paths = RunPaths(out)
-    if world.is_main:
-        paths.check_writable()
-    saved = load_checkpoint(paths.checkpoint) if resume else None
-    if saved is not None:
-        check_resumable(Config.from_dict(saved["config"]), cfg, paths.checkpoint)
-    device = pick_device(cfg.device)
-    if device.type == "cuda" and world.world_size > 1:
-        device = torch.device("cuda", world.local_rank)
-    if train_set is None:
-        train_set = load_split(cfg.data, "train", cfg.data_root, cfg.train_subset, cfg.seed)
-    if eval_set is None:
-        eval_set = load_split(cfg.data, "test", cfg.data_root)
-    for name, images in (("training", train_set), ("evaluation", eval_set)):
-        if len(images) < cfg.batch_size:
-            raise ValueError(f"the {name} set has {len(images)} images, fewer than batch_size="
-                             f"{cfg.batch_size}: lower --batch-size or use more images")
-
-    start = time.perf_counter()  # a time budget counts from here: set-up, calibration, steps and evaluations
-    bf16, precision_reason = choose_precision(cfg.precision, device)
-    seed_everything(cfg.seed)
-    model = SimCLRModel(cfg.width, cfg.proj_dim).to(device)
-    if device.type in CHANNELS_LAST_DEVICES:
-        model = model.to(memory_format=torch.channels_last)
-    if world.world_size > 1 and cfg.sync_bn:  # BatchNorm statistics over the global batch, as one process
-        model = distributed.use_global_batch_norm(model)
-    optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
-    forward: nn.Module = model
-    if world.world_size > 1:
-        forward = nn.parallel.DistributedDataParallel(model, device_ids=None if device.index is None
-                                                      else [device.index])
-    forward = torch.compile(forward) if cfg.compile else forward
-    train_loader = two_view_loader(train_set, cfg, shuffle=True, seed=cfg.seed, device=device, world=world)
-    steps_per_epoch = len(train_loader)
-
-    this_run = {"config": cfg.to_dict(), "device": str(device), "precision": "bf16" if bf16 else "fp32",
-                "precision_reason": precision_reason, "machine": machine_description(),
-                "finished": False}  # what a resumed run states afresh
-    log: dict[str, Any] = {**this_run, "train_images": len(train_set), "steps_per_epoch": steps_per_epoch,
-                           "step_loss": [], "epochs": [], "evals": [], "train_seconds": 0.0}
-    total_steps = cfg.steps or cfg.epochs * steps_per_epoch
-    first_epoch, skip_steps, carried_loss = 1, 0, 0.0
-    if saved is not None:
-        log = {**saved["log"], **this_run}
-        if cfg.time_budget:  # the plan the budget made when the run started
-            total_steps = log["total_steps"]
-        first_epoch, skip_steps, carried_loss = saved["epoch"] + 1, saved["step_in_epoch"], saved["epoch_loss"]
-    elif cfg.time_budget:
-        calibration = two_view_loader(train_set, cfg, shuffle=True, seed=cfg.seed + 2, device=device, world=world)
-        step_seconds = calibrate_step_seconds(forward, model, optimizer, calibration, cfg, device, bf16, world)
-        eval_start = time.perf_counter()
-        if world.is_main:  # measured once: an evaluation's cost depends on the device far more than a step's
-            evaluate_ssl(model, eval_set, cfg, device, bf16)
-        eval_seconds = distributed.max_over_processes(time.perf_counter() - eval_start, world, device)
-        planned = budget_steps(cfg.time_budget, time.perf_counter() - start, step_seconds, eval_seconds,
-                               steps_per_epoch, cfg)
-        total_steps = min(total_steps, planned)
-        log["budget"] = {"seconds": cfg.time_budget, "calibrated_step_seconds": round(step_seconds, 4),
-                         "evaluation_seconds": round(eval_seconds, 3), "planned_steps": planned}
-    log["total_steps"] = total_steps
-    if cfg.warmup_epochs * steps_per_epoch >= total_steps:
-        raise ValueError(f"warmup_epochs={cfg.warmup_epochs} ({cfg.warmup_epochs * steps_per_epoch} steps) covers "
-                         f"the whole run of {total_steps} steps: lower --warmup-epochs or train longer")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, cfg.warmup_epochs * steps_per_epoch, cfg.lr_schedule))
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        restore_rng(saved["rng"], train_loader)
-
-    def save(completed_epochs: int, step_in_epoch: int, epoch_loss: float, rng: dict[str, Any]) -> None:
-        """A checkpoint at a step boundary: resuming replays the epoch's random draws up to that step."""
-        if not world.is_main:
-            return
-        save_checkpoint(paths.checkpoint, {
-            "config": cfg.to_dict(), "epoch": completed_epochs, "step_in_epoch": step_in_epoch,
-            "epoch_loss": epoch_loss, "rng": rng, "log": log, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()})
-        save_json(paths.ssl_log, log)
-
-    if world.is_main and saved is None:  # a new run: nothing of the folder's earlier run may outlive it
-        for stale in paths.written_files():
-            stale.unlink(missing_ok=True)
-    if announce and world.is_main:
-        print(start_banner(cfg, out, str(device), this_run["precision_reason"], len(train_set), len(eval_set),
-                           log), flush=True)
-    bar = tqdm(total=total_steps, initial=len(log["step_loss"]), desc="SimCLR pre-training", unit="step",
-               disable=not (progress and world.is_main))
-    start -= log["train_seconds"]
-    every = sync_interval(cfg, device)
-    step = len(log["step_loss"])
-    epoch = first_epoch
-    with stop_requests() as stop:
-        replan = bool(cfg.time_budget) and saved is None  # once, after the first epoch of a new budget run
-        loop_start = time.perf_counter()
-        while step < total_steps:
-            model.train()
-            epoch_rng = capture_rng(train_loader)
-            batches = iter(train_loader)
-            for _ in range(skip_steps):  # resuming mid-epoch: redraw the steps already taken, unused
-                next(batches)
-            step_in_epoch, epoch_loss = skip_steps, carried_loss
-            skip_steps, carried_loss = 0, 0.0
-            unread: list[torch.Tensor] = []  # losses still on the device
-            for x1, x2 in batches:
-                z1, z2 = embed_pairs(forward, x1, x2, device, bf16)
-                loss = distributed.global_nt_xent(z1, z2, cfg.temperature, world, cfg.loss == "dcl")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                step, step_in_epoch = step + 1, step_in_epoch + 1
-                unread.append(loss.detach())
-                if len(unread) < every and step < total_steps and step_in_epoch < steps_per_epoch:
-                    continue
-                values = distributed.mean_over_processes(torch.stack(unread), world).tolist()  # the global loss
-                unread.clear()
-                for offset, value in enumerate(values):
-                    if not math.isfinite(value):
-                        raise FloatingPointError(
-                            f"the loss became {value} at step {step - len(values) + offset + 1} (epoch {epoch}); "
-                            f"the last good checkpoint is {paths.checkpoint}: lower --lr or raise --temperature "
-                            f"and retrain")
-                epoch_loss += sum(values)
-                log["step_loss"].extend(round(value, 5) for value in values)
-                bar.update(len(values))
-                bar.set_postfix(epoch=epoch, loss=f"{values[-1]:.3f}")
-                over_budget = bool(cfg.time_budget) and time.perf_counter() - start > cfg.time_budget
-                if distributed.any_process(over_budget, world, device) and step < total_steps:
-                    log["budget"]["stopped_early_at_step"] = step  # the machine slowed down: end the run here
-                    total_steps = log["total_steps"] = step
-                if distributed.any_process(bool(stop), world, device):
-                    log["train_seconds"] = round(time.perf_counter() - start, 2)
-                    save(epoch - 1, step_in_epoch, epoch_loss, epoch_rng)
-                    bar.close()
-                    raise TrainingStopped(
-                        f"stopped by {stop[0] if stop else 'another process'} at step {step} (epoch {epoch}); "
-                        f"checkpoint saved to {paths.checkpoint}. Resume with: "
-                        f"python -m simclr_core train --resume --out {out}")
-                if step >= total_steps:
-                    break
-            if replan and step < total_steps:  # a whole epoch of real steps times them better than calibration
-                replan = False
-                step_seconds = distributed.max_over_processes((time.perf_counter() - loop_start) / step, world, device)
-                fits = step + budget_steps(cfg.time_budget, time.perf_counter() - start, step_seconds,
-                                           log["budget"]["evaluation_seconds"], steps_per_epoch, cfg)
-                total_steps = log["total_steps"] = max(step + 1, min(cfg.steps or cfg.epochs * steps_per_epoch, fits))
-                log["budget"].update(measured_step_seconds=round(step_seconds, 4), replanned_steps=total_steps)
-                bar.total = total_steps
-                bar.refresh()
-            done = step >= total_steps
-            log["train_seconds"] = round(time.perf_counter() - start, 2)
-            reached = epoch - 1 + step_in_epoch / steps_per_epoch  # a run may end mid-epoch
-            reached = epoch if step_in_epoch == steps_per_epoch else round(reached, 3)
-            log["epochs"].append({"epoch": reached,
-                                  "loss": epoch_loss / step_in_epoch, "lr": scheduler.get_last_lr()[0],
-                                  "seconds": log["train_seconds"]})
-            if world.is_main and (epoch % cfg.eval_every == 0 or done):
-                log["evals"].append({"epoch": reached,
-                                     **evaluate_ssl(model, eval_set, cfg, device, bf16)})
-                log["train_seconds"] = round(time.perf_counter() - start, 2)
-            log["finished"] = done
-            log["peak_memory_mb"] = peak_memory_mb(device)
-            if epoch % cfg.save_every == 0 or done:
-                save(epoch, 0, 0.0, capture_rng(train_loader))
-            epoch += 1
-    bar.close()
-    return log
+def hold_run_folder(out: str, wait: bool = False) -> contextlib.AbstractContextManager[Any]:
+    """The run folder's one-writer lock (`RunLock`), taken by the main process only: under torchrun the
+    other processes never write."""
+    return RunLock(out, wait) if distributed.setup().is_main else contextlib.nullcontext()
 
 
 def start_banner(cfg: Config, out: str, device: str, precision: str, train_images: int, eval_images: int,
@@ -387,14 +433,13 @@ def seconds_per_step(cfg: Config, device: torch.device) -> float:
     images = torch.randint(0, 256, ((warmup + timed) * cfg.batch_size, 3, 32, 32), dtype=torch.uint8)
     loader = two_view_loader(ImageSet(images, torch.zeros(len(images), dtype=torch.int64), ["random"]), cfg,
                              shuffle=False, seed=cfg.seed, device=device)
+    batches = iter(loader)
+    bf16 = choose_precision(cfg.precision, device)[0]
     with torch.random.fork_rng(devices=[]):
-        model = SimCLRModel(cfg.width, cfg.proj_dim).to(device)
-        if device.type in CHANNELS_LAST_DEVICES:
-            model = model.to(memory_format=torch.channels_last)
+        model = build_model(cfg, device)
         optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
-        return calibrate_step_seconds(model, model, optimizer, loader, cfg, device,
-                                      choose_precision(cfg.precision, device)[0], distributed.SINGLE_PROCESS,
-                                      (warmup, timed))
+        return median_step_seconds(lambda: train_step(model, optimizer, *next(batches), objective(cfg), device, bf16),
+                                   model, optimizer, (warmup, timed))
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -403,19 +448,6 @@ def peak_memory_mb(device: torch.device) -> float:
         return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)
-
-
-def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[SimCLRModel, Config]:
-    """The model saved in a checkpoint, with the config it was trained with."""
-    state = load_checkpoint(checkpoint)
-    cfg = Config.from_dict(state["config"])
-    model = SimCLRModel(cfg.width, cfg.proj_dim)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise ValueError(f"the weights in {checkpoint} do not match its config (width={cfg.width}, "
-                         f"proj_dim={cfg.proj_dim}): the file was edited or mixed up; retrain") from error
-    return model.to(device), cfg
 
 
 def load_or_train(cfg: Config, out: str = ".", progress: bool = True) -> tuple[SimCLRModel, dict[str, Any]]:

@@ -9,10 +9,18 @@ its state dict loads into ours), and a `width` knob lets a CPU train a narrow co
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock
+
+from .config import Config
+from .storage import load_checkpoint
+
+# Devices whose convolutions run faster on channels_last tensors: 18% faster steps measured on a CPU (README)
+CHANNELS_LAST_DEVICES = ("cpu", "cuda")
 
 
 class CifarResNet18(nn.Module):
@@ -72,3 +80,26 @@ class SimCLRModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.encoder(x)), dim=1)
+
+
+def memory_format(device: torch.device) -> torch.memory_format:
+    """The layout the model and its inputs use on `device`."""
+    return torch.channels_last if device.type in CHANNELS_LAST_DEVICES else torch.contiguous_format
+
+
+def build_model(cfg: Config, device: torch.device) -> SimCLRModel:
+    """The SimCLR model `cfg` describes, on `device`, in the memory layout its convolutions run fastest in."""
+    return SimCLRModel(cfg.width, cfg.proj_dim).to(device, memory_format=memory_format(device))
+
+
+def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[SimCLRModel, Config]:
+    """The model saved in a checkpoint, with the config it was trained with."""
+    state = load_checkpoint(checkpoint)
+    cfg = Config.from_dict(state["config"])
+    model = SimCLRModel(cfg.width, cfg.proj_dim)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise ValueError(f"the weights in {checkpoint} do not match its config (width={cfg.width}, "
+                         f"proj_dim={cfg.proj_dim}): the file was edited or mixed up; retrain") from error
+    return model.to(device), cfg

@@ -23,8 +23,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from .batch_augment import DeviceTwoViewLoader
-from .config import Config, describe_preset
-from .storage import RunPaths, load_checkpoint, load_json
+from .config import Config, describe_changes
+from .storage import RunPaths, load_checkpoint
 
 # Fields that may differ when a run is resumed: bookkeeping and hardware, not what the weights were trained on.
 RESUMABLE_CHANGES = {"epochs", "eval_every", "eval_batches", "save_every", "device", "precision", "num_workers",
@@ -34,13 +34,6 @@ RESUMABLE_CHANGES = {"epochs", "eval_every", "eval_batches", "save_every", "devi
 
 class TrainingStopped(Exception):
     """A stop signal arrived; the checkpoint of the step it stopped at is on disk."""
-
-
-def describe_changes(saved: dict[str, Any], wanted: dict[str, Any], names: list[str]) -> str:
-    """'it was trained with width=8, this run asks for width=16' for the fields `names`."""
-    was = ", ".join(f"{name}={saved.get(name)!r}" for name in names)
-    now = ", ".join(f"{name}={wanted.get(name)!r}" for name in names)
-    return f"it was trained with {was}, this run asks for {now}"
 
 
 def check_resumable(saved: Config, wanted: Config, checkpoint: Path) -> None:
@@ -56,49 +49,6 @@ def checkpoint_config(out: str, overrides: dict[str, Any] | None = None) -> Conf
     """The config stored in the run in `out`, with `overrides` applied and validated."""
     stored = load_checkpoint(RunPaths(out).checkpoint)["config"]
     return Config.from_dict({**stored, **(overrides or {})}).validate()
-
-
-class RunExistsError(FileExistsError):
-    """The output folder already holds a run, and this one would replace it."""
-
-
-def stored_run_log(out: str) -> dict[str, Any] | None:
-    """The log of the run in `out` (its JSON copy, else the checkpoint's), or None when there is no run."""
-    paths = RunPaths(out)
-    if paths.ssl_log.is_file():
-        return load_json(paths.ssl_log)
-    if paths.checkpoint.is_file():
-        return load_checkpoint(paths.checkpoint)["log"]
-    return None
-
-
-def describe_run(log: dict[str, Any]) -> str:
-    """'a finished run (smoke preset with epochs=4; 4 of 4 epochs, 24 steps done)'."""
-    state = "a finished run" if log.get("finished") else "an unfinished run"
-    return (f"{state} ({describe_preset(log['config'])}; {len(log['epochs'])} of {log['config']['epochs']} "
-            f"epochs, {len(log['step_loss'])} steps done)")
-
-
-def refuse_to_replace(out: str, overwrite: bool) -> None:
-    """A new run replaces the run already in `out` only when asked to: else name that run and the choices."""
-    log = stored_run_log(out)
-    if log is not None and not overwrite:
-        raise RunExistsError(f"{out} already holds {describe_run(log)}. Continue it with "
-                             f"`python -m simclr_core train --resume --out {out}` (add --epochs N for more), "
-                             f"replace it and its probe log and plots with --overwrite, or choose another --out")
-
-
-def check_same_config(log: dict[str, Any], cfg: Config, out: str) -> None:
-    """Refuse to reuse (or continue) the run whose `log` is in `out` as a run of `cfg` when it was trained
-    differently. Fields added since the run was stored count with their defaults; the probe's settings do not
-    change the trained encoder and are not compared."""
-    stored, wanted = {**Config().to_dict(), **log["config"]}, cfg.to_dict()
-    changed = [name for name in [*wanted, *(name for name in stored if name not in wanted)]
-               if not name.startswith("probe_") and stored.get(name) != wanted.get(name)]
-    if changed:
-        raise RunExistsError(f"{out} holds {describe_run(log)} of another config: "
-                             f"{describe_changes(stored, wanted, changed)}. Pass another folder, or delete "
-                             f"{out} to train this config there")
 
 
 def _loader_generators(loader: DataLoader | DeviceTwoViewLoader) -> list[torch.Generator]:

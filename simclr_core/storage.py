@@ -1,5 +1,6 @@
-"""Checkpoints and JSON logs, written so that a crash never leaves a half-written file behind, and the lock
-that keeps a run folder to one writer.
+"""Checkpoints and JSON logs, written so that a crash never leaves a half-written file behind; a run folder's
+layout, the lock that keeps it to one writer, and the policy that never lets a new run replace a finished one
+by accident.
 
 Every write goes to a temporary file in the same folder, is flushed to disk, and then atomically replaces
 the old file (`os.replace`): whoever reads the path sees either the previous complete file or the new one.
@@ -19,6 +20,8 @@ from types import TracebackType
 from typing import IO, Any, ClassVar
 
 import torch
+
+from .config import Config, describe_changes, describe_preset
 
 CHECKPOINT_FORMAT = 1
 TEMPORARY_SUFFIX = ".tmp"
@@ -175,3 +178,46 @@ class RunLock:
             self._held[key] = (lock_file, depth - 1)
         else:
             lock_file.close()  # closing the file releases the lock
+
+
+class RunExistsError(FileExistsError):
+    """The output folder already holds a run, and this one would replace it."""
+
+
+def stored_run_log(out: str) -> dict[str, Any] | None:
+    """The log of the run in `out` (its JSON copy, else the checkpoint's), or None when there is no run."""
+    paths = RunPaths(out)
+    if paths.ssl_log.is_file():
+        return load_json(paths.ssl_log)
+    if paths.checkpoint.is_file():
+        return load_checkpoint(paths.checkpoint)["log"]
+    return None
+
+
+def describe_run(log: dict[str, Any]) -> str:
+    """'a finished run (smoke preset with epochs=4; 4 of 4 epochs, 24 steps done)'."""
+    state = "a finished run" if log.get("finished") else "an unfinished run"
+    return (f"{state} ({describe_preset(log['config'])}; {len(log['epochs'])} of {log['config']['epochs']} "
+            f"epochs, {len(log['step_loss'])} steps done)")
+
+
+def refuse_to_replace(out: str, overwrite: bool) -> None:
+    """A new run replaces the run already in `out` only when asked to: else name that run and the choices."""
+    log = stored_run_log(out)
+    if log is not None and not overwrite:
+        raise RunExistsError(f"{out} already holds {describe_run(log)}. Continue it with "
+                             f"`python -m simclr_core train --resume --out {out}` (add --epochs N for more), "
+                             f"replace it and its probe log and plots with --overwrite, or choose another --out")
+
+
+def check_same_config(log: dict[str, Any], cfg: Config, out: str) -> None:
+    """Refuse to reuse (or continue) the run whose `log` is in `out` as a run of `cfg` when it was trained
+    differently. Fields added since the run was stored count with their defaults; the probe's settings do not
+    change the trained encoder and are not compared."""
+    stored, wanted = {**Config().to_dict(), **log["config"]}, cfg.to_dict()
+    changed = [name for name in [*wanted, *(name for name in stored if name not in wanted)]
+               if not name.startswith("probe_") and stored.get(name) != wanted.get(name)]
+    if changed:
+        raise RunExistsError(f"{out} holds {describe_run(log)} of another config: "
+                             f"{describe_changes(stored, wanted, changed)}. Pass another folder, or delete "
+                             f"{out} to train this config there")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from simclr_core.budget import steps_that_fit
 from simclr_core.config import make_config
-from simclr_core.engine import budget_steps, train_ssl
+from simclr_core.engine import train_ssl
 
 
 def test_budget_run_stays_within_its_time_and_equals_the_steps_run(cifar_train, cifar_test, tmp_path) -> None:
@@ -49,5 +50,4 @@ def test_steps_end_a_run_mid_epoch_and_repeat_exactly(cifar_train, cifar_test, t
 ])
 def test_budget_steps_leave_room_for_evaluations(spent: float, step: float, evaluation: float,
                                                  expected: int) -> None:
-    cfg = make_config("smoke", data="cifar10", eval_every=1)
-    assert budget_steps(100.0, spent, step, evaluation, steps_per_epoch=25, cfg=cfg) == expected
+    assert steps_that_fit(100.0 - spent, step, evaluation, steps_per_eval=25) == expected  # an evaluation an epoch

@@ -21,8 +21,7 @@ from simclr_core.cli import default_preset, main
 from simclr_core.config import make_config
 from simclr_core.data import DataNotFoundError, load_split
 from simclr_core.engine import load_or_train
-from simclr_core.resume import RunExistsError
-from simclr_core.storage import RunLock, RunPaths, load_json, save_json
+from simclr_core.storage import RunExistsError, RunLock, RunPaths, load_json, save_json
 
 ROOT = Path(__file__).resolve().parent.parent
 

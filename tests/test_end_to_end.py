@@ -82,7 +82,8 @@ def test_compiled_training_follows_the_eager_run_and_saves_a_plain_checkpoint(ci
     """`--compile true` (what bench/gpu_run.sh may turn on) on the CPU: torch.compile's kernels sum in another
     order, so the losses agree closely rather than exactly; the checkpoint holds the plain model's weights."""
     from simclr_core.config import make_config
-    from simclr_core.engine import load_model, train_ssl
+    from simclr_core.engine import train_ssl
+    from simclr_core.model import load_model
 
     cfg = make_config("smoke", data="cifar10", steps=4, precision="fp32")
     eager = train_ssl(cfg, str(tmp_path / "eager"), progress=False, train_set=cifar_train, eval_set=cifar_test)

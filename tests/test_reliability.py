@@ -14,12 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-import simclr_core.engine as engine
 from simclr_core import distributed
 from simclr_core.cli import main
 from simclr_core.config import make_config
 from simclr_core.data import load_split
 from simclr_core.engine import train_ssl
+from simclr_core.model import load_model
 from simclr_core.resume import TrainingStopped
 from simclr_core.storage import CHECKPOINT_FORMAT, RunPaths, load_checkpoint, load_json, save_checkpoint
 
@@ -144,7 +144,7 @@ def test_checkpoint_of_another_architecture_is_named(cifar_train, cifar_test, tm
     state["config"]["width"] = 16  # weights of width 8 under a config that says 16
     save_checkpoint(RunPaths(tmp_path).checkpoint, {k: v for k, v in state.items() if k != "format_version"})
     with pytest.raises(ValueError, match="do not match its config"):
-        engine.load_model(RunPaths(tmp_path).checkpoint)
+        load_model(RunPaths(tmp_path).checkpoint)
 
 
 def test_images_in_other_modes_are_converted_and_truncated_ones_named(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -122,9 +123,54 @@ def test_a_finished_run_is_reused_until_its_config_or_pretraining_changes(
 
 def test_a_time_budget_plans_the_steps_and_keeps_to_it(tmp_path: Path, cifar_dir: Path, cifar_train: ImageSet,
                                                        cifar_test: ImageSet) -> None:
-    log = train_supervised(_tiny(cifar_dir, time_budget=3.0), str(tmp_path), False, cifar_train, cifar_test)
-    assert log["budget"]["planned_steps"] >= 1 and log["total_steps"] == log["budget"]["planned_steps"]
-    assert log["train_seconds"] < 3.0 + 2.0  # the hard stop holds it near the budget on a busy machine
+    log = train_supervised(_tiny(cifar_dir, time_budget=5.0), str(tmp_path), False, cifar_train, cifar_test)
+    budget = log["budget"]
+    assert budget["planned_steps"] >= supervised.MIN_BUDGET_STEPS
+    # planned from calibration, planned again from the first tenth of the real steps (unless the run was cut short)
+    followed = budget.get("stopped_early_at_step", budget.get("replanned_steps"))
+    assert len(log["step_loss"]) == log["total_steps"] == followed
+    assert log["train_seconds"] < 5.0 + 2.0  # the hard stop holds it near the budget on a busy machine
+
+
+def test_a_budget_too_short_for_the_run_is_refused_with_the_seconds_it_needs(tmp_path: Path, cifar_dir: Path,
+                                                                              cifar_train: ImageSet,
+                                                                              cifar_test: ImageSet) -> None:
+    with pytest.raises(ValueError, match=r"time budget of 0.2 s leaves room for only \d+ steps of this supervised "
+                                         r"run.*fewer than the 20 it needs: give it at least \d+ s"):
+        train_supervised(_tiny(cifar_dir, time_budget=0.2), str(tmp_path), False, cifar_train, cifar_test)
+    assert not RunPaths(tmp_path).supervised_log.exists()
+
+
+def test_validation_images_are_held_out_of_every_labelled_subset(cifar_train: ImageSet) -> None:
+    cfg = SupervisedConfig(labels_per_class=20, validation_per_class=10)
+    pixels = {tuple(image.flatten().tolist()) for image in cifar_train.images}
+    assert len(pixels) == len(cifar_train)  # every image is distinct, so sets of pixels identify images
+    validations = []
+    for seed in (0, 1):
+        labelled, validation = supervised.split_labelled(cifar_train, dataclasses.replace(cfg, label_seed=seed))
+        assert validation is not None and validation.labels.bincount().tolist() == [10] * 10
+        assert labelled.labels.bincount().tolist() == [20] * 10
+        held_out = {tuple(image.flatten().tolist()) for image in validation.images}
+        assert not held_out & {tuple(image.flatten().tolist()) for image in labelled.images}
+        validations.append(held_out)
+    assert validations[0] == validations[1]  # the same validation images, whichever labels are drawn
+
+
+def test_lp_ft_starts_from_the_probe_and_trains_the_whole_network(pretrained_run: Path, cifar_dir: Path,
+                                                                  cifar_train: ImageSet) -> None:
+    cfg = _tiny(cifar_dir, init=str(pretrained_run), head="probe", labels_per_class=10, encoder_lr_scale=1.0)
+    labelled = cifar_train.subset(labelled_indices(cifar_train, 10, 0))
+    model, encoder_lr = initial_classifier(cfg, 10, labelled, len(cifar_train))
+    assert encoder_lr == cfg.lr
+    assert all(p.requires_grad for p in model.parameters()) and model.training  # nothing is left frozen
+    features = probe.extract_features(model.encoder, labelled)
+    direct = probe.train_linear_probe(features, labelled.labels, features, labelled.labels,
+                                      weight_decay=budget_weight_decay(1e-4, len(cifar_train), len(labelled)))
+    with torch.no_grad():
+        head_accuracy = (model.classifier(features).argmax(1) == labelled.labels).float().mean().item()
+    assert head_accuracy == pytest.approx(direct.train_accuracy, abs=1 / len(labelled))  # the probe, folded in
+    with pytest.raises(ValueError, match="head='probe' fits the linear probe on a pre-trained encoder"):
+        _tiny(cifar_dir, head="probe").validate()
 
 
 def test_command_line_builds_the_config() -> None:
