@@ -26,6 +26,7 @@ from simclr_core.augment import AugmentationParams, recipe_params
 from simclr_core.batch_augment import BatchAugmentation
 from simclr_core.config import make_config
 from simclr_core.data import load_split
+from simclr_core.engine import train_step
 from simclr_core.loss import nt_xent
 from simclr_core.model import SimCLRModel
 from simclr_core.optim import lr_factor, make_optimizer
@@ -63,16 +64,17 @@ def run(data: str, local_crops: int, seconds: float) -> dict:
     def step(images: torch.Tensor, lr_scale: float) -> float:
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * lr_scale
-        z1, z2 = embed(global_views(images)), embed(global_views(images))
-        losses = [nt_xent(z1, z2, cfg.temperature)]
-        if local_crops:
-            local = embed(torch.cat([local_views(images) for _ in range(local_crops)])).chunk(local_crops)
-            losses += [nt_xent(z, zl, cfg.temperature) for zl in local for z in (z1, z2)]
-        loss = sum(losses) / len(losses)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
+
+        def multi_crop_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+            """NT-Xent of the two global views, and of each local crop against both of them, averaged."""
+            losses = [nt_xent(z1, z2, cfg.temperature)]
+            if local_crops:
+                local = embed(torch.cat([local_views(images) for _ in range(local_crops)])).chunk(local_crops)
+                losses += [nt_xent(z, zl, cfg.temperature) for zl in local for z in (z1, z2)]
+            return sum(losses) / len(losses)
+
+        return train_step(model, optimizer, global_views(images), global_views(images), multi_crop_loss,
+                          torch.device("cpu"), bf16=True).item()
 
     stream = batches()
     model.train()

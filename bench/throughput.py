@@ -37,7 +37,7 @@ from simclr_core.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentationParams, S
 from simclr_core.batch_augment import DeviceTwoViewLoader
 from simclr_core.config import make_config
 from simclr_core.data import ImageSet, load_split
-from simclr_core.engine import embed_pairs
+from simclr_core.engine import train_step
 from simclr_core.loss import nt_xent
 from simclr_core.model import SimCLRModel
 from simclr_core.runtime import machine_description, uses_bf16
@@ -129,10 +129,7 @@ def measure(pipeline: str, config: str, steps: int, data: str, bf16: bool) -> di
         start = time.perf_counter()
         x1, x2 = next(batches)
         fetched = time.perf_counter()
-        loss = loss_fn(*embed_pairs(model, x1, x2, torch.device("cpu"), bf16))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(model, optimizer, x1, x2, loss_fn, torch.device("cpu"), bf16)
         if step:  # the first step warms up workers, caches and allocators
             step_times.append(time.perf_counter() - start)
             wait_times.append(fetched - start)

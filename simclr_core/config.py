@@ -30,6 +30,8 @@ class Config:
     # model
     width: int = 64  # base channels of the ResNet-18 (64 = torchvision's); features are 8 * width wide
     proj_dim: int = 128
+    head: str = "mlp"  # the projection head g: "mlp" (SimCLR's), "linear" or "none" (the loss sees h)
+    stem: str = "cifar"  # "cifar" (3x3, stride 1, no max-pool) or "imagenet" (torchvision's 7x7/2 + max-pool)
     # contrastive training
     epochs: int = 100
     steps: int = 0  # optimizer steps of the run; 0 = epochs * steps per epoch (then a run may end mid-epoch)
@@ -57,6 +59,11 @@ class Config:
     # bookkeeping
     eval_every: int = 2  # epochs between SSL metric evaluations (loss, p_pos, top-1 on held-out views)
     eval_batches: int = 40
+    # online k-NN at every evaluation: a weighted 20-NN vote on h = f(x) of `knn_queries` test images against a
+    # bank of `knn_bank` training images (both fixed, class-balanced; 0 = off): whether the features separate
+    # classes, which the loss cannot say
+    knn_bank: int = 1000
+    knn_queries: int = 500
     save_every: int = 10  # epochs between checkpoint + log writes (always also at the end)
     # steps between reading the loss back from the device (log, NaN check, stop signals, time budget):
     # 0 = every step on the CPU, where it costs nothing, every 20 on GPUs, where each read stalls the device
@@ -80,8 +87,8 @@ class Config:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"config field {name}={getattr(self, name)} must be at least 1")
-        for name in ["train_subset", "probe_train_subset", "num_workers", "weight_decay", "warmup_epochs", "steps",
-                     "time_budget", "sync_every", "probe_weight_decay"]:
+        for name in ["train_subset", "probe_train_subset", "knn_bank", "knn_queries", "num_workers", "weight_decay",
+                     "warmup_epochs", "steps", "time_budget", "sync_every", "probe_weight_decay"]:
             if getattr(self, name) < 0:
                 raise ValueError(f"config field {name}={getattr(self, name)} must not be negative")
         if self.batch_size < 2:
@@ -141,6 +148,8 @@ FIELD_HELP: dict[str, str] = {
     "train_subset": "train on a class-balanced subset of this many images (0: the whole training split)",
     "width": "base channels of the ResNet-18 (64 is torchvision's); features are 8 x width wide",
     "proj_dim": "size of the projection head's output z, the vectors NT-Xent compares",
+    "head": "projection head g: mlp (SimCLR's two layers), linear (one layer) or none (the loss sees h)",
+    "stem": "first layers of the ResNet: cifar (3x3, stride 1) or imagenet (7x7 stride 2 + max-pool: wrong on 32x32)",
     "epochs": "passes over the training images (an upper bound when --steps or --time-budget is set)",
     "steps": "optimizer steps of the run (0: epochs x steps an epoch); --steps N repeats a budgeted run exactly",
     "time_budget": "seconds of training, evaluations included (0: none): as many steps as fit, the schedule "
@@ -162,6 +171,8 @@ FIELD_HELP: dict[str, str] = {
                 "transforms, as the seed)",
     "eval_every": "epochs between measurements of held-out loss, p_pos and top-1",
     "eval_batches": "batches of held-out views a measurement uses",
+    "knn_bank": "labelled training images of the online k-NN's bank at every evaluation (0: no k-NN)",
+    "knn_queries": "test images the online k-NN classifies at every evaluation (0: no k-NN)",
     "save_every": "epochs between checkpoint and log writes (always also at the end)",
     "sync_every": "steps between reading the loss back from the device (0: every step on a CPU, 20 on GPUs)",
     "seed": "seed of every random draw: the same seed on the same machine repeats a run exactly",
@@ -181,6 +192,8 @@ FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "pipeline": ("fast", "reference"),
     "precision": ("auto", "bf16", "fp32"),
     "loss": ("nt_xent", "dcl"),
+    "head": ("mlp", "linear", "none"),
+    "stem": ("cifar", "imagenet"),
 }
 
 
@@ -207,7 +220,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  lr_schedule="cosine", epochs=50, eval_every=5, eval_batches=10, save_every=10),
     # A few seconds: for tests and for checking that everything is wired before a long run.
     "smoke": dict(width=8, train_subset=512, batch_size=64, lr=2e-3, epochs=3, eval_every=1, eval_batches=2,
-                  save_every=1, probe_steps=30, probe_train_subset=512),
+                  knn_bank=100, knn_queries=50, save_every=1, probe_steps=30, probe_train_subset=512),
 }
 
 

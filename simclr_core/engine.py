@@ -11,8 +11,9 @@ optimizer. `train_ssl` runs it in a loop, read top to bottom in `_train_loop`:
    device (`PendingLosses`: the log, the NaN check), and the budget and stop signals (Ctrl-C, SIGTERM) are
    checked: a stop saves a checkpoint at that step and says how to resume;
 3. once, after the first epoch of a budgeted run, the budget plans again from the seconds the real steps took;
-4. `end_epoch`: the epoch's record, an evaluation every `eval_every` epochs (held-out loss, p_pos, top-1), a
-   checkpoint and the log (`checkpoints/latest.pt`, `logs/ssl_results.json`) every `save_every` and at the end.
+4. `end_epoch`: the epoch's record, an evaluation every `eval_every` epochs (held-out loss, p_pos and top-1 of the
+   contrastive task, and an online k-NN accuracy on the features: does the task teach classes?), a checkpoint
+   and the log (`checkpoints/latest.pt`, `logs/ssl_results.json`) every `save_every` epochs and at the end.
 """
 
 from __future__ import annotations
@@ -34,14 +35,16 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
+from .analysis import weighted_knn_accuracy
 from .augment import SSLAugmentation, recipe_params, simclr_transform
 from .batch_augment import DeviceTwoViewLoader
 from .budget import CALIBRATION_STEPS, TimeBudget, median_step_seconds
 from .config import Config, describe_preset
-from .data import ImageSet, load_split
+from .data import ImageSet, balanced_indices, load_split
 from .loss import contrastive_loss, contrastive_metrics, simclr_logits_targets
 from .model import SimCLRModel, build_model, load_model, memory_format
 from .optim import lr_factor, make_optimizer
+from .probe import extract_features
 from .resume import TrainingStopped, capture_rng, check_resumable, restore_rng, stop_requests
 from .runtime import choose_precision, machine_description, pick_device, seed_everything
 from .storage import (
@@ -146,6 +149,38 @@ def sync_interval(cfg: Config, device: torch.device) -> int:
     return cfg.sync_every or (1 if device.type == "cpu" else 20)
 
 
+KNN_K = 20  # neighbours that vote in the online k-NN (its bank is small)
+
+
+@dataclass
+class KnnMonitor:
+    """A cheap, label-using view of the features during training: the weighted 20-NN accuracy (chapter 6's vote)
+    of a fixed class-balanced subset of test images against a fixed class-balanced bank of training images."""
+
+    bank: ImageSet
+    queries: ImageSet
+
+    @classmethod
+    def of(cls, cfg: Config, train_set: ImageSet, eval_set: ImageSet) -> KnnMonitor | None:
+        if not (cfg.knn_bank and cfg.knn_queries):
+            return None
+        return cls(train_set.subset(balanced_indices(train_set.labels, cfg.knn_bank, seed=0)),
+                   eval_set.subset(balanced_indices(eval_set.labels, cfg.knn_queries, seed=0)))
+
+    def accuracy(self, model: SimCLRModel, device: torch.device, bf16: bool) -> float:
+        bank, queries = (extract_features(model.encoder, images, device, bf16=bf16)
+                         for images in (self.bank, self.queries))
+        return weighted_knn_accuracy(bank, self.bank.labels, queries, self.queries.labels, k=KNN_K)
+
+
+def evaluate(run: Run) -> dict[str, float]:
+    """One evaluation of a run: the held-out contrastive metrics, and the online k-NN accuracy when configured."""
+    metrics = evaluate_ssl(run.model, run.eval_set, run.cfg, run.device, run.bf16)
+    if run.knn is not None:
+        metrics["knn"] = run.knn.accuracy(run.model, run.device, run.bf16)
+    return metrics
+
+
 @dataclass
 class Position:
     """Where a run stands: epochs completed, steps taken in the next one and the sum of their losses.
@@ -207,6 +242,7 @@ class Run:
     budget: TimeBudget
     position: Position
     resumed: bool
+    knn: KnnMonitor | None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -286,7 +322,7 @@ def setup_run(cfg: Config, out: str, train_set: ImageSet | None, eval_set: Image
         optimizer, lambda step: lr_factor(step, budget.total_steps, warmup, cfg.lr_schedule))
     run = Run(cfg, out, paths, world, device, bf16, model, forward, optimizer, scheduler, objective(cfg, world),
               train_set, eval_set, loader, log, budget, Position.of_checkpoint(saved) if saved else Position(),
-              saved is not None)
+              saved is not None, KnnMonitor.of(cfg, train_set, eval_set))
     if budget.limited and saved is None:
         plan_budget(run)
     log["total_steps"] = budget.total_steps
@@ -306,7 +342,7 @@ def plan_budget(run: Run) -> None:
     step_seconds = calibrate_step_seconds(run)
     eval_start = time.perf_counter()
     if run.world.is_main:  # measured once: an evaluation's cost depends on the device far more than a step's
-        evaluate_ssl(run.model, run.eval_set, run.cfg, run.device, run.bf16)
+        evaluate(run)
     eval_seconds = distributed.max_over_processes(time.perf_counter() - eval_start, run.world, run.device)
     run.budget.plan(step_seconds, eval_seconds, run.steps_per_epoch * run.cfg.eval_every)
     run.log["budget"] = run.budget.record
@@ -322,7 +358,7 @@ def end_epoch(run: Run, epoch: int, step_in_epoch: int, epoch_loss: float) -> No
     log["epochs"].append({"epoch": reached, "loss": epoch_loss / step_in_epoch, "lr": run.scheduler.get_last_lr()[0],
                           "seconds": log["train_seconds"]})
     if run.world.is_main and (epoch % cfg.eval_every == 0 or done):
-        log["evals"].append({"epoch": reached, **evaluate_ssl(run.model, run.eval_set, cfg, run.device, run.bf16)})
+        log["evals"].append({"epoch": reached, **evaluate(run)})
         log["train_seconds"] = round(run.budget.elapsed(), 2)
     log["finished"] = done
     log["peak_memory_mb"] = peak_memory_mb(run.device)

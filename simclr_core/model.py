@@ -16,22 +16,32 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
-from .config import Config
+from .config import FIELD_CHOICES, Config
 from .storage import load_checkpoint
 
+HEADS, STEMS = FIELD_CHOICES["head"], FIELD_CHOICES["stem"]
 # Devices whose convolutions run faster on channels_last tensors: 18% faster steps measured on a CPU (README)
 CHANNELS_LAST_DEVICES = ("cpu", "cuda")
 
 
 class CifarResNet18(nn.Module):
-    """ResNet-18 for 32x32 inputs; `forward` returns the pooled features h = f(x), 8 * width wide."""
+    """ResNet-18 for 32x32 inputs; `forward` returns the pooled features h = f(x), 8 * width wide.
 
-    def __init__(self, width: int = 64):
+    `stem="imagenet"` gives it torchvision's ImageNet stem instead (7x7 stride-2 convolution, then a 3x3 stride-2
+    max-pool): the classic mistake on CIFAR, measured in chapter 8, which shrinks a 32x32 image to 8x8 at once.
+    """
+
+    def __init__(self, width: int = 64, stem: str = "cifar"):
         super().__init__()
+        if stem not in STEMS:
+            raise ValueError(f"stem={stem!r}: use one of {', '.join(STEMS)}")
         self.feature_dim = 8 * width
-        self.conv1 = nn.Conv2d(3, width, kernel_size=3, stride=1, padding=1, bias=False)
+        imagenet = stem == "imagenet"
+        self.conv1 = nn.Conv2d(3, width, kernel_size=7 if imagenet else 3, stride=2 if imagenet else 1,
+                               padding=3 if imagenet else 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if imagenet else nn.Identity()
         self._in_channels = width
         self.layer1 = self._make_layer(width, stride=1)
         self.layer2 = self._make_layer(2 * width, stride=2)
@@ -54,7 +64,7 @@ class CifarResNet18(nn.Module):
         return nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, 32, 32) -> (B, 8 * width)
-        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
 
@@ -70,13 +80,23 @@ class ProjectionHead(nn.Module):
         return self.net(h)
 
 
+def projection_head(kind: str, in_dim: int, out_dim: int) -> nn.Module:
+    """g as `kind` says: "mlp" (SimCLR's, the default), "linear" (one layer d -> out_dim) or "none" (the loss sees
+    h itself): the paper's head ablation, chapter 8's."""
+    if kind not in HEADS:
+        raise ValueError(f"head={kind!r}: use one of {', '.join(HEADS)}")
+    if kind == "mlp":
+        return ProjectionHead(in_dim, out_dim)
+    return nn.Linear(in_dim, out_dim) if kind == "linear" else nn.Identity()
+
+
 class SimCLRModel(nn.Module):
     """x -> z = normalize(g(f(x))): unit-length embeddings, so z_i . z_j is a cosine similarity."""
 
-    def __init__(self, width: int = 64, proj_dim: int = 128):
+    def __init__(self, width: int = 64, proj_dim: int = 128, head: str = "mlp", stem: str = "cifar"):
         super().__init__()
-        self.encoder = CifarResNet18(width)
-        self.head = ProjectionHead(self.encoder.feature_dim, proj_dim)
+        self.encoder = CifarResNet18(width, stem)
+        self.head = projection_head(head, self.encoder.feature_dim, proj_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.head(self.encoder(x)), dim=1)
@@ -89,17 +109,18 @@ def memory_format(device: torch.device) -> torch.memory_format:
 
 def build_model(cfg: Config, device: torch.device) -> SimCLRModel:
     """The SimCLR model `cfg` describes, on `device`, in the memory layout its convolutions run fastest in."""
-    return SimCLRModel(cfg.width, cfg.proj_dim).to(device, memory_format=memory_format(device))
+    return SimCLRModel(cfg.width, cfg.proj_dim, cfg.head, cfg.stem).to(device, memory_format=memory_format(device))
 
 
 def load_model(checkpoint: str | Path, device: torch.device | str = "cpu") -> tuple[SimCLRModel, Config]:
     """The model saved in a checkpoint, with the config it was trained with."""
     state = load_checkpoint(checkpoint)
     cfg = Config.from_dict(state["config"])
-    model = SimCLRModel(cfg.width, cfg.proj_dim)
+    model = SimCLRModel(cfg.width, cfg.proj_dim, cfg.head, cfg.stem)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:
         raise ValueError(f"the weights in {checkpoint} do not match its config (width={cfg.width}, "
-                         f"proj_dim={cfg.proj_dim}): the file was edited or mixed up; retrain") from error
+                         f"proj_dim={cfg.proj_dim}, head={cfg.head}, stem={cfg.stem}): the file was edited or "
+                         f"mixed up; retrain") from error
     return model.to(device), cfg

@@ -46,6 +46,24 @@ def ssl_metrics(ssl_log: dict[str, Any]) -> Figure:
     return fig
 
 
+def training_overview(ssl_log: dict[str, Any]) -> Figure:
+    """The contrastive task (held-out loss; p_pos and top-1) beside the online k-NN accuracy on the features, at
+    every evaluation: what the loss measures next to what the features are for."""
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
+    evals = ssl_log["evals"]
+    epochs = [e["epoch"] for e in evals]
+    axes[0].plot(epochs, [e["loss"] for e in evals], "s-", color="tab:red")
+    axes[0].set(xlabel="epoch", ylabel="NT-Xent loss", title="held-out loss")
+    axes[1].plot(epochs, [e["p_pos"] for e in evals], "o-", label="p_pos")
+    axes[1].plot(epochs, [e["top1"] for e in evals], "s-", label="top-1")
+    axes[1].set(xlabel="epoch", ylim=(0, 1), title="finding the partner view")
+    axes[1].legend()
+    axes[2].plot(epochs, [e.get("knn", float("nan")) for e in evals], "^-", color="tab:green")
+    axes[2].set(xlabel="epoch", ylabel="accuracy", title="k-NN on classes (online)")
+    fig.tight_layout()
+    return fig
+
+
 def probe_loss(probe_log: dict[str, Any]) -> Figure:
     """Linear-probe training objective at each of its evaluations by L-BFGS, one curve per encoder."""
     fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -169,7 +169,7 @@ def pixel_features(images: ImageSet) -> torch.Tensor:
 def random_encoder(cfg: Config, device: torch.device | str = "cpu") -> nn.Module:
     """The same architecture at its (seeded) random initialisation: the probe's baseline."""
     seed_everything(cfg.seed)
-    return SimCLRModel(cfg.width, cfg.proj_dim).encoder.to(device)
+    return SimCLRModel(cfg.width, cfg.proj_dim, cfg.head, cfg.stem).encoder.to(device)
 
 
 def budget_weight_decay(weight_decay: float, all_images: int, labelled_images: int) -> float:

@@ -28,8 +28,8 @@ from .storage import RunPaths, load_checkpoint
 
 # Fields that may differ when a run is resumed: bookkeeping and hardware, not what the weights were trained on.
 RESUMABLE_CHANGES = {"epochs", "eval_every", "eval_batches", "save_every", "device", "precision", "num_workers",
-                     "compile", "sync_every", "steps", "probe_steps", "probe_weight_decay",
-                     "probe_train_subset"}
+                     "compile", "sync_every", "steps", "knn_bank", "knn_queries", "probe_steps",
+                     "probe_weight_decay", "probe_train_subset"}
 
 
 class TrainingStopped(Exception):

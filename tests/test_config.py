@@ -16,7 +16,8 @@ from simclr_core.supervised import SUPERVISED_FIELD_HELP, SupervisedConfig
 # for numbers whose generic change (int + 1, float / 2) would be invalid
 SPECIAL_VALUES = {"data": str(Path(__file__).parent), "data_root": "elsewhere", "optimizer": "lars",
                   "lr_schedule": "cosine", "pipeline": "reference", "device": "cpu", "precision": "bf16",
-                  "train_resolution": 16, "loss": "dcl", "augmentations": "crop,jitter"}
+                  "train_resolution": 16, "loss": "dcl", "augmentations": "crop,jitter", "head": "linear",
+                  "stem": "imagenet"}
 
 
 def test_reference_preset_is_the_seeds_configuration() -> None:

@@ -1,0 +1,302 @@
+"""What pre-training buys at equal compute: SimCLR + a linear probe against supervised training on the labels.
+
+Chapter 7 reads bench/results/payoff.json. Every row is one method at one label budget (labels per class) and
+one labelled subset, with the seconds it cost on this machine. Groups, run in this order (`--group`):
+
+- `book`: the book's SimCLR run (the `quick` preset, 300 s budget) into runs/bench/book, and the cost of its
+  probe (features of the 60,000 images, then L-BFGS). Their sum is B, the compute every baseline is given.
+  Then the clock of supervised training on this machine: seconds of a step (batch 128), of evaluating an image,
+  of LP-FT's head. Measured once, on a quiet machine, they turn every budget in seconds into a number of steps,
+  so what a run learns cannot depend on how busy the machine was while it ran (`compute_seconds` in a row is
+  what its steps cost at that clock; `train_seconds` is what the run took).
+- `sweep`: hyper-parameters of training from scratch, chosen on a validation split (500 images a class held out
+  of the training split; the labelled images come from the rest), never on the test set: learning rate x
+  weight decay x augmentations, at 25 and at 4,500 labels a class, each run for B / 3 seconds; and LP-FT's
+  learning rate x augmentations for FINE_TUNE_SECONDS after its head. Test accuracy is recorded but chooses
+  nothing.
+- `length`: the best from-scratch config of each regime run for all of B, on validation: how long to train.
+- `final`: at 1, 5, 25, 100, 500 and 5,000 labels a class (several labelled subsets where the draw matters),
+  on the labelled images of the whole training split: the SimCLR probe, training from scratch (the chosen config
+  and length, at most B), LP-FT and naive fine-tuning (a random head, with LP-FT's settings and with the book's
+  earlier ones), each fine-tuned encoder re-probed on its labelled images (how far its features moved).
+- `compute`: from scratch with all labels at other budgets (30 s to 4 B), and with 5 and 100 a class at 30 s.
+
+Rows are appended as each finishes; a row already recorded on this kind of machine is skipped, so the script
+can be stopped and started again (the book run and the clock need a quiet machine; the rest does not). Usage
+(about 3 hours on a 2-core CPU):
+
+    python bench/payoff.py --data data/cifar10-jpeg [--group book sweep length final compute]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simclr_core.budget import median_step_seconds
+from simclr_core.config import make_config
+from simclr_core.data import ImageSet, labelled_indices, load_split
+from simclr_core.engine import load_or_train
+from simclr_core.model import load_model, memory_format
+from simclr_core.probe import budget_weight_decay, extract_features, train_linear_probe
+from simclr_core.runtime import cpu_bf16_units, machine_description, pick_device, uses_bf16
+from simclr_core.storage import RunPaths
+from simclr_core.supervised import (
+    TRAIN_ACCURACY_IMAGES,
+    SupervisedConfig,
+    evaluation_seconds,
+    initial_classifier,
+    labelled_batches,
+    load_classifier,
+    supervised_step,
+    train_supervised,
+)
+
+RESULTS = Path(__file__).parent / "results" / "payoff.json"
+RUNS = Path(__file__).parent.parent / "runs" / "bench"
+BOOK = RUNS / "book"
+VALIDATION_PER_CLASS = 500
+CLASSES = 10  # CIFAR-10
+SWEEP_LABELS = {"few": 25, "many": 4500}  # the regimes: at most FEW_UP_TO labels a class, and more
+FEW_UP_TO = 100
+SWEEP_GRID = {"lr": [1e-3, 3e-3, 1e-2], "weight_decay": [5e-4, 5e-2],
+              "augmentations": [("crop,flip,jitter,blur", 0.3), ("crop,flip", 0.8)]}  # SimCLR's views, milder ones
+FINE_TUNE_SECONDS = 60.0
+FINE_TUNE_GRID = {"lr": [1e-4, 3e-4, 1e-3], "augmentations": SWEEP_GRID["augmentations"]}
+NAIVE_EARLIER = dict(lr=3e-3, encoder_lr_scale=0.1, weight_decay=1e-4, augmentations="crop,flip,jitter,blur",
+                     crop_min_scale=0.3)  # chapter 7's fine-tuning before this study
+FINAL_SUBSETS = {1: 3, 5: 3, 25: 3, 100: 3, 500: 3, 5000: 1}  # labels a class -> labelled subsets drawn
+COMPUTE_SECONDS = [30, 75, 150]  # from scratch with all labels: these budgets, and these multiples of B
+COMPUTE_MULTIPLES = [0.5, 2.0, 4.0]
+
+
+def machine_kind() -> str:
+    return f"{os.cpu_count()} cores, bf16 units: {cpu_bf16_units()}"
+
+
+class Results:
+    """bench/results/payoff.json: rows of this machine kind, appended one at a time."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = json.loads(self.path.read_text()) if self.path.is_file() else []
+        return [row for row in rows if row["machine_kind"] == machine_kind()]
+
+    def find(self, name: str) -> dict[str, Any] | None:
+        return next((row for row in self.rows() if row["name"] == name), None)
+
+    def add(self, row: dict[str, Any]) -> dict[str, Any]:
+        rows = json.loads(self.path.read_text()) if self.path.is_file() else []
+        row = {**row, "machine_kind": machine_kind(), "date": datetime.date.today().isoformat()}
+        self.path.write_text(json.dumps(rows + [row], indent=1) + "\n")
+        print(json.dumps(row), flush=True)
+        return row
+
+
+def book_row(results: Results, data: str) -> dict[str, Any]:
+    """The book's run and what its probe costs; B is their sum."""
+    row = results.find("book")
+    if row:
+        return row
+    cfg = make_config("quick", data=data)
+    model, log = load_or_train(cfg, str(BOOK), progress=False)
+    device = pick_device(cfg.device)
+    train, test = load_split(data, "train"), load_split(data, "test")
+    start = time.perf_counter()
+    bf16 = uses_bf16(cfg.precision, device)
+    train_x, test_x = (extract_features(model.encoder, images, device, bf16=bf16) for images in (train, test))
+    probe = train_linear_probe(train_x, train.labels, test_x, test.labels, cfg.probe_steps, cfg.probe_weight_decay)
+    probe_seconds = time.perf_counter() - start
+    return results.add({"group": "book", "name": "book", "method": "SimCLR probe", "labels_per_class": 5000,
+                        "steps": log["total_steps"], "pretrain_seconds": log["train_seconds"],
+                        "probe_seconds": round(probe_seconds, 1),
+                        "budget_seconds": round(log["train_seconds"] + probe_seconds),
+                        "test_accuracy": round(probe.test_accuracy, 4), "precision": log["precision"],
+                        "data": os.path.basename(os.path.normpath(data)), "machine": log["machine"]})
+
+
+def clock_row(results: Results, sets: tuple[ImageSet, ImageSet], width: int) -> dict[str, Any]:
+    """This machine's seconds for a supervised step, for evaluating one image, and for LP-FT's head on all labels."""
+    row = results.find("clock")
+    if row:
+        return row
+    train, test = sets
+    cfg = SupervisedConfig(data="", width=width, init=str(BOOK), head="probe", labels_per_class=5000)
+    device = pick_device(cfg.device)
+    bf16 = uses_bf16(cfg.precision, device)
+    start = time.perf_counter()
+    model, _ = initial_classifier(cfg, len(train.classes), train, len(train), device, bf16)
+    head_seconds = time.perf_counter() - start
+    model = model.to(device, memory_format=memory_format(device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batches = labelled_batches(train, cfg.batch_size, cfg.augmentation_params(), 0, device)
+    step_seconds = median_step_seconds(lambda: supervised_step(model, optimizer, *next(batches), bf16), model,
+                                       optimizer, (5, 21))
+    sample = test.subset(torch.arange(min(2000, len(test))))
+    image_seconds = evaluation_seconds(model, sample, len(sample), device, bf16) / len(sample)
+    return results.add({"group": "book", "name": "clock", "batch_size": cfg.batch_size,
+                        "step_seconds": round(step_seconds, 4), "image_seconds": round(image_seconds, 6),
+                        "head_seconds_all_labels": round(head_seconds, 1), "precision": "bf16" if bf16 else "fp32",
+                        "machine": machine_description()})
+
+
+class Clock:
+    """Seconds -> steps of a supervised run, at the clock measured by `clock_row`."""
+
+    def __init__(self, clock: dict[str, Any], train_images: int, test_images: int):
+        self.clock, self.train_images, self.test_images = clock, train_images, test_images
+
+    def overhead(self, cfg: SupervisedConfig) -> float:
+        """Seconds a run spends besides its steps: its evaluations and (LP-FT) its head."""
+        labelled, classes = cfg.labels_per_class * CLASSES, CLASSES
+        evaluated = self.test_images + min(labelled, TRAIN_ACCURACY_IMAGES) + cfg.validation_per_class * classes
+        head = self.clock["head_seconds_all_labels"] * labelled / self.train_images if cfg.head == "probe" else 0.0
+        return evaluated * self.clock["image_seconds"] + head
+
+    def steps(self, cfg: SupervisedConfig, seconds: float) -> int:
+        steps = int((seconds - self.overhead(cfg)) / self.clock["step_seconds"])
+        if steps < 1:
+            raise ValueError(f"{seconds:.0f} s leave no step after {self.overhead(cfg):.0f} s of evaluation")
+        return steps
+
+    def seconds(self, cfg: SupervisedConfig) -> float:
+        return round(cfg.steps * self.clock["step_seconds"] + self.overhead(cfg), 1)
+
+
+def supervised_row(results: Results, clock: Clock, group: str, name: str, cfg: SupervisedConfig, seconds: float,
+                   sets: tuple[ImageSet, ImageSet], method: str, extra: dict[str, Any] | None = None,
+                   refit: bool = False) -> dict[str, Any]:
+    """Train (or find) one supervised run of `seconds` (as steps at the clock); with `refit`, re-probe its
+    fine-tuned encoder on its labelled images."""
+    row = results.find(name)
+    if row:
+        return row
+    cfg = dataclasses.replace(cfg, time_budget=0.0, steps=clock.steps(cfg, seconds))
+    out = RUNS / "payoff" / name.replace(" ", "-").replace(",", "")
+    log = train_supervised(cfg, str(out), False, *sets)
+    row = {"group": group, "name": name, "method": method, "labels_per_class": cfg.labels_per_class,
+           "label_seed": cfg.label_seed, "config": cfg.to_dict(), "budget_seconds": seconds, "steps": cfg.steps,
+           "compute_seconds": clock.seconds(cfg), "train_seconds": log["train_seconds"],
+           "train_accuracy": round(log["train_accuracy"], 4),
+           "validation_accuracy": log["validation_accuracy"] and round(log["validation_accuracy"], 4),
+           "test_accuracy": round(log["test_accuracy"], 4), "precision": log["precision"],
+           "data": os.path.basename(os.path.normpath(cfg.data)), "machine": log["machine"], **(extra or {})}
+    if refit:  # the fine-tuned encoder's own features, probed on the same labelled images
+        model, _ = load_classifier(str(out), pick_device(cfg.device))
+        row["refit_probe_accuracy"] = round(probe_accuracy(model.encoder, sets, cfg), 4)
+    return results.add(row)
+
+
+def probe_accuracy(encoder: torch.nn.Module, sets: tuple[ImageSet, ImageSet], cfg: SupervisedConfig) -> float:
+    """The book's linear probe on `encoder`'s frozen features of the run's labelled images, tested on `sets[1]`."""
+    train, test = sets
+    chosen = labelled_indices(train, cfg.labels_per_class, cfg.label_seed)
+    device = pick_device(cfg.device)
+    bf16 = uses_bf16(cfg.precision, device)
+    train_x = extract_features(encoder, train.subset(chosen), device, bf16=bf16)
+    test_x = extract_features(encoder, test, device, bf16=bf16)
+    quick = make_config("quick")
+    return train_linear_probe(train_x, train.labels[chosen], test_x, test.labels, quick.probe_steps,
+                              budget_weight_decay(quick.probe_weight_decay, len(train), len(chosen))).test_accuracy
+
+
+def best(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return max(rows, key=lambda row: row["validation_accuracy"])
+
+
+def regime(labels_per_class: int) -> str:
+    return "few" if labels_per_class <= FEW_UP_TO else "many"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.environ.get("SIMCLR_DATA", "cifar10"))
+    parser.add_argument("--group", nargs="+", default=["book", "sweep", "length", "final", "compute"])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    results = Results(args.results)
+    book = book_row(results, args.data)
+    budget = float(book["budget_seconds"])
+    quick = make_config("quick", data=args.data)
+    sets = (load_split(args.data, "train"), load_split(args.data, "test"))
+    clock = Clock(clock_row(results, sets, quick.width), *map(len, sets))
+    base = dict(data=args.data, width=quick.width, validation_per_class=VALIDATION_PER_CLASS)
+    tuned = dict(init=str(BOOK), head="probe", encoder_lr_scale=1.0, weight_decay=1e-4)
+    groups = set(args.group)
+
+    sweep: dict[str, list[dict[str, Any]]] = {"scratch few": [], "scratch many": [], "lp-ft few": [], "lp-ft many": []}
+    if groups & {"sweep", "length", "final", "compute"}:
+        for (label_regime, n), lr, wd, (augs, crop) in itertools.product(SWEEP_LABELS.items(), *SWEEP_GRID.values()):
+            cfg = SupervisedConfig(**base, labels_per_class=n, lr=lr, weight_decay=wd, augmentations=augs,
+                                   crop_min_scale=crop)
+            sweep[f"scratch {label_regime}"].append(supervised_row(
+                results, clock, "sweep", f"sweep scratch {n} lr {lr:g} wd {wd:g} {augs} {crop:g}", cfg,
+                budget / 3, sets, "scratch"))
+        for (label_regime, n), lr, (augs, crop) in itertools.product(SWEEP_LABELS.items(), *FINE_TUNE_GRID.values()):
+            cfg = SupervisedConfig(**base, **tuned, labels_per_class=n, lr=lr, augmentations=augs, crop_min_scale=crop)
+            seconds = FINE_TUNE_SECONDS + clock.overhead(cfg)  # the head and the evaluations come on top
+            sweep[f"lp-ft {label_regime}"].append(supervised_row(
+                results, clock, "sweep", f"sweep lp-ft {n} lr {lr:g} {augs} {crop:g}", cfg, seconds, sets, "LP-FT"))
+    chosen: dict[str, dict[str, Any]] = {}  # regime -> the from-scratch row whose config and length are used
+    if groups & {"length", "final", "compute"}:
+        for label_regime, n in SWEEP_LABELS.items():
+            short = best(sweep[f"scratch {label_regime}"])
+            longer = supervised_row(results, clock, "length", f"length scratch {n} B",
+                                    SupervisedConfig(**short["config"]), budget, sets, "scratch")
+            chosen[label_regime] = best([short, longer])
+    if "final" in groups:
+        for n, subsets in FINAL_SUBSETS.items():
+            for seed in range(subsets):
+                final_rows(results, clock, n, seed, chosen[regime(n)], best(sweep[f"lp-ft {regime(n)}"]), sets,
+                           book)
+    if "compute" in groups:
+        for seconds in COMPUTE_SECONDS + [round(multiple * budget) for multiple in COMPUTE_MULTIPLES]:
+            cfg = SupervisedConfig(**{**chosen["many"]["config"], "validation_per_class": 0, "labels_per_class": 5000})
+            supervised_row(results, clock, "compute", f"compute scratch 5000 {seconds} s", cfg, seconds, sets,
+                           "scratch")
+        for n in (5, 100):
+            cfg = SupervisedConfig(**{**chosen["few"]["config"], "validation_per_class": 0, "labels_per_class": n})
+            supervised_row(results, clock, "compute", f"compute scratch {n} 30 s", cfg, 30, sets, "scratch")
+
+
+def final_rows(results: Results, clock: Clock, n: int, seed: int, scratch: dict[str, Any], lp_ft: dict[str, Any],
+               sets: tuple[ImageSet, ImageSet], book: dict[str, Any]) -> None:
+    """Every method at `n` labels a class on labelled subset `seed`, the test set scoring them."""
+    final = dict(labels_per_class=n, label_seed=seed, validation_per_class=0)
+    name = f"final {n} seed {seed}"
+    if not results.find(f"{name} SimCLR probe"):
+        model, _ = load_model(RunPaths(BOOK).checkpoint, pick_device("auto"))
+        cfg = SupervisedConfig(**{**scratch["config"], **final})
+        start = time.perf_counter()
+        accuracy = probe_accuracy(model.encoder, sets, cfg)
+        results.add({"group": "final", "name": f"{name} SimCLR probe", "method": "SimCLR probe",
+                     "labels_per_class": n, "label_seed": seed, "test_accuracy": round(accuracy, 4),
+                     "train_seconds": round(time.perf_counter() - start, 1), "compute_seconds": book["budget_seconds"],
+                     "pretrain_seconds": book["pretrain_seconds"], "data": book["data"], "machine": book["machine"]})
+    pretrain = {"pretrain_seconds": book["pretrain_seconds"]}
+    cfg = SupervisedConfig(**{**scratch["config"], **final})
+    supervised_row(results, clock, "final", f"{name} scratch", cfg, scratch["budget_seconds"], sets, "scratch")
+    tuned = SupervisedConfig(**{**lp_ft["config"], **final})
+    seconds = FINE_TUNE_SECONDS + clock.overhead(tuned)
+    supervised_row(results, clock, "final", f"{name} LP-FT", tuned, seconds, sets, "LP-FT", pretrain, refit=True)
+    if seed == 0:  # naive fine-tuning: LP-FT's settings with a random head, and the book's earlier settings
+        for variant, changes in (("naive FT", {}), ("naive FT earlier", NAIVE_EARLIER)):
+            naive = SupervisedConfig(**{**lp_ft["config"], **final, "head": "random", **changes})
+            seconds = FINE_TUNE_SECONDS + clock.overhead(naive)
+            supervised_row(results, clock, "final", f"{name} {variant}", naive, seconds, sets, variant, pretrain,
+                           refit=True)
+
+
+if __name__ == "__main__":
+    main()
