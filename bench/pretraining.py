@@ -10,45 +10,82 @@ so the machine's speed cannot change what is learned), then measures the encoder
 - alignment and uniformity of z on two views of 2,000 test images (chapter 6's protocol);
 - the run's last held-out SSL metrics (loss, p_pos, top-1) and its seconds.
 
-Groups (`--group`): `seeds` (the base configuration at 1,000 steps, seeds 0-4: the seed-to-seed spread) and
-`scaling` (seed 0 at 550 to 8,800 steps: accuracy against images seen). Rows are appended to
-bench/results/pretraining.json as each one finishes; a row already there (same name, same machine kind) is
-skipped, so the script can be stopped and run again. Checkpoints stay in runs/bench/NAME. Usage:
+Groups (`--group`), all at the base configuration's 1,000 steps unless named otherwise:
+- `seeds`: seeds 0-4 (the seed also draws the 10,000 training images): the seed-to-seed spread;
+- `scaling`: seed 0 at 550 to 8,800 steps: accuracy against images seen;
+- `heads`: no projection head and a linear one, seeds 0-2 (the MLP head's are `seeds` 0-2);
+- `temperatures`: T = 0.1, 0.2, 0.5 and 1.0, seeds 0 and 1 (T = 0.05 is the base);
+- `pitfalls`: chapter 8's mistakes in pre-training (simclr_core.pitfalls, or a config field where the choice is
+  legitimate elsewhere): the ImageNet stem, the self-similarity left unmasked, the positive's index off by one,
+  embeddings not normalised, pre-training on the test images too (against the same number of training
+  images), and negatives not gathered across two processes (against the gathered loss, both under torchrun
+  with Gloo); and two in the probe of `seed 0`: features extracted with BatchNorm in training mode, and a
+  "linear probe" whose backbone trains (against the same minibatch probe with it frozen).
 
-    python bench/pretraining.py --data data/cifar10-jpeg --group seeds scaling
+Rows are appended to bench/results/pretraining.json as each one finishes; a row already there (same name, same
+machine kind) is skipped, so the script can be stopped and run again. A run whose loss became NaN is measured
+at its last checkpoint (pitfall runs save every epoch) and says where it stopped. Checkpoints stay in
+runs/bench/NAME. Usage (about 5 minutes a row on a 2-core CPU):
+
+    python bench/pretraining.py --data data/cifar10-jpeg --group seeds scaling heads temperatures pitfalls
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from simclr_core import distributed, pitfalls
 from simclr_core.analysis import alignment, covariance_spectrum, effective_rank, uniformity, weighted_knn_accuracy
 from simclr_core.augment import SSLAugmentation
-from simclr_core.config import make_config
+from simclr_core.config import Config, make_config
 from simclr_core.data import ImageSet, load_split
 from simclr_core.engine import train_ssl
 from simclr_core.model import SimCLRModel, load_model
 from simclr_core.probe import cached_features, train_linear_probe
-from simclr_core.runtime import cpu_bf16_units, pick_device, uses_bf16
+from simclr_core.runtime import cpu_bf16_units, machine_description, pick_device, uses_bf16
 from simclr_core.storage import RunPaths, stored_run_log
 
 BASE_STEPS = 1000  # the ablation's size: 128,000 images seen, about 3 minutes on a 2-core CPU
-GROUPS: dict[str, dict[str, dict[str, Any]]] = {  # group -> row name -> overrides of the quick preset
-    "seeds": {f"seed {seed}": dict(seed=seed, steps=BASE_STEPS) for seed in range(5)},
+BASE = dict(steps=BASE_STEPS)
+SAVED = dict(steps=BASE_STEPS, save_every=1)  # a run that may diverge keeps a checkpoint of every epoch
+GROUPS: dict[str, dict[str, dict[str, Any]]] = {  # group -> row name -> overrides of the quick preset (and how
+    # a pitfall is wrong: "build" / "make_loss" for train_ssl, "images", "processes")
+    "seeds": {f"seed {seed}": dict(seed=seed, **BASE) for seed in range(5)},
     "scaling": {f"steps {steps}": dict(steps=steps) for steps in (550, 1100, 2200, 4400, 8800)},
+    "heads": {f"head {head} seed {seed}": dict(head=head, seed=seed, **BASE)
+              for head in ("none", "linear") for seed in range(3)},
+    "temperatures": {f"T {t:g} seed {seed}": dict(temperature=t, seed=seed, **BASE)
+                     for t in (0.1, 0.2, 0.5, 1.0) for seed in range(2)},
+    "pitfalls": {
+        "imagenet stem": dict(stem="imagenet", train_resolution=32, **BASE),  # on 16x16 views layer4 sees 1x1
+        "self-similarity unmasked": dict(make_loss=pitfalls.unmasked_loss, **SAVED),
+        "positive off by one": dict(make_loss=pitfalls.off_by_one_loss, **SAVED),
+        "embeddings not normalised": dict(build=pitfalls.build_unnormalised, **SAVED),
+        "train + test images": dict(images="train+test", **BASE),
+        "20,000 training images": dict(train_subset=20_000, **BASE),  # the control: as many images, none of them test
+        "negatives gathered, 2 processes": dict(processes=2, **BASE),
+        "negatives not gathered, 2 processes": dict(processes=2, make_loss=pitfalls.local_loss, **BASE),
+    },
 }
+PROBE_PITFALLS = ("BatchNorm in training mode at extraction", "minibatch probe, backbone frozen",
+                  "minibatch probe, backbone trains")
+HOW = ("build", "make_loss", "images", "processes")  # row keys that say how a pitfall is made, not config fields
 RESULTS = Path(__file__).parent / "results" / "pretraining.json"
 RUNS = Path(__file__).parent.parent / "runs" / "bench"
 GEOMETRY_IMAGES = 2000
+PROBE_EPOCHS = 1  # the minibatch probes' passes over the 50,000 labelled images (Adam, batch 256)
 SPECTRUM_VALUES = 64  # the largest eigenvalues stored per layer (enough to draw the spectrum's shape)
 
 
@@ -81,7 +118,7 @@ def measure(model: SimCLRModel, cfg_probe_steps: int, probe_weight_decay: float,
     torch.random.set_rng_state(generator_state)
     model.eval()
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        z1, z2 = (model(torch.stack(v).to(device)).float().cpu() for v in zip(*views, strict=True))
+        z1, z2 = (F.normalize(model(torch.stack(v).to(device)).float().cpu(), dim=1) for v in zip(*views, strict=True))
     row["alignment"] = round(alignment(z1, z2), 4)
     row["uniformity"] = round(uniformity(z1), 4)
     row["measure_seconds"] = round(time.perf_counter() - start, 1)
@@ -92,25 +129,91 @@ def machine_kind() -> str:
     return f"{os.cpu_count()} cores, bf16 units: {cpu_bf16_units()}"
 
 
-def run_row(name: str, overrides: dict[str, Any], data: str) -> dict[str, Any]:
-    cfg = make_config("quick", data=data, time_budget=0.0, save_every=1000, **overrides)
-    out = RUNS / name.replace(" ", "-")
+def split_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A row's config overrides, and how (if at all) it is made wrong."""
+    return ({k: v for k, v in spec.items() if k not in HOW}, {k: v for k, v in spec.items() if k in HOW})
+
+
+def row_config(overrides: dict[str, Any], data: str) -> Config:
+    """The quick preset at fixed steps (no time budget), saved at the end, with the row's overrides."""
+    return make_config("quick", **{"data": data, "time_budget": 0.0, "save_every": 1000, **overrides})
+
+
+def train_row(name: str, spec: dict[str, Any], data: str, out: Path) -> dict[str, Any]:
+    """Train the row's run into `out` (one process, or under torchrun when it asks for processes)."""
+    overrides, how = split_spec(spec)
+    cfg = row_config(overrides, data)
+    if how.get("processes", 1) > 1 and "WORLD_SIZE" not in os.environ:
+        command = ["torchrun", "--standalone", f"--nproc_per_node={how['processes']}", __file__, "--data", data,
+                   "--train-only", name]
+        subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return stored_run_log(str(out))
+    train_set = None
+    if how.get("images") == "train+test":
+        train, test = load_split(data, "train", cfg.data_root, cfg.train_subset, cfg.seed), load_split(data, "test")
+        train_set = ImageSet(torch.cat([train.images, test.images]), torch.cat([train.labels, test.labels]),
+                             train.classes)
+    kwargs = {key: how[key] for key in ("build", "make_loss") if key in how}
+    try:
+        return train_ssl(cfg, str(out), progress=False, overwrite=True, train_set=train_set, **kwargs)
+    except FloatingPointError as error:  # the run diverged: keep what it learned before
+        log = stored_run_log(str(out))
+        return {**log, "diverged": str(error)}
+
+
+def run_row(name: str, spec: dict[str, Any], data: str) -> dict[str, Any]:
+    overrides, how = split_spec(spec)
+    cfg = row_config(overrides, data)
+    out = RUNS / name.replace(" ", "-").replace(",", "")
     log = stored_run_log(str(out))
     if log is None or not log["finished"] or log["config"] != cfg.to_dict():
-        log = train_ssl(cfg, str(out), progress=False, overwrite=True)
+        log = train_row(name, spec, data, out)
     device = pick_device(cfg.device)
+    build = how.get("build")
     model, _ = load_model(RunPaths(out).checkpoint, device)
+    if build is not None:  # the variant's forward (its weights are the checkpoint's)
+        variant = build(cfg, device)
+        variant.load_state_dict(model.state_dict())
+        model = variant
     train, test = load_split(data, "train", cfg.data_root), load_split(data, "test", cfg.data_root)
     measured = measure(model, cfg.probe_steps, cfg.probe_weight_decay, train, test, RunPaths(out).features,
                        device, uses_bf16(cfg.precision, device))
     last = log["evals"][-1]
-    return {"name": name, "overrides": overrides, "steps": log["total_steps"],
-            "images_seen": log["total_steps"] * cfg.batch_size, "train_seconds": log["train_seconds"],
+    return {"name": name, "overrides": overrides, "variant": {k: getattr(v, "__name__", v) for k, v in how.items()},
+            "steps": len(log["step_loss"]), "diverged": log.get("diverged"),
+            "images_seen": len(log["step_loss"]) * cfg.batch_size, "train_seconds": log["train_seconds"],
             "precision": log["precision"], **measured,
             **{f"ssl_{name}": round(last[name], 4) for name in ("loss", "p_pos", "top1")},
+            "step_loss_every_10": log["step_loss"][::10], "train_images": log["train_images"],
             "probe_train_images": len(train), "test_images": len(test),
             "data": os.path.basename(os.path.normpath(data)), "machine": log["machine"],
             "machine_kind": machine_kind(), "date": datetime.date.today().isoformat()}
+
+
+def probe_pitfall_rows(data: str) -> dict[str, dict[str, Any]]:
+    """The probe's mistakes, on the `seed 0` run: BatchNorm in training mode, a backbone that trains."""
+    out = RUNS / "seed-0"
+    cfg = make_config("quick", data=data)
+    device = pick_device(cfg.device)
+    bf16 = uses_bf16(cfg.precision, device)
+    model, _ = load_model(RunPaths(out).checkpoint, device)
+    train, test = load_split(data, "train", cfg.data_root), load_split(data, "test", cfg.data_root)
+    rows = {}
+    start = time.perf_counter()
+    train_x, test_x = (pitfalls.extract_features_in_train_mode(model.encoder, images, device, bf16=bf16)
+                       for images in (train, test))
+    probe = train_linear_probe(train_x, train.labels, test_x, test.labels, cfg.probe_steps, cfg.probe_weight_decay)
+    rows[PROBE_PITFALLS[0]] = {"probe_h": round(probe.test_accuracy, 4),
+                                                        "seconds": round(time.perf_counter() - start, 1)}
+    for trainable in (False, True):
+        start = time.perf_counter()
+        accuracy, _ = pitfalls.minibatch_probe(model.encoder, train, test, epochs=PROBE_EPOCHS,
+                                               trainable_backbone=trainable, device=device, bf16=bf16)
+        rows[PROBE_PITFALLS[1 + trainable]] = {"probe_h": round(accuracy, 4), "epochs": PROBE_EPOCHS,
+                      "seconds": round(time.perf_counter() - start, 1)}
+    return {name: {**row, "of": "seed 0", "data": os.path.basename(os.path.normpath(data)),
+                   "machine": machine_description(), "machine_kind": machine_kind(),
+                   "date": datetime.date.today().isoformat()} for name, row in rows.items()}
 
 
 def main() -> None:
@@ -118,17 +221,30 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("SIMCLR_DATA", "cifar10"))
     parser.add_argument("--group", nargs="+", default=list(GROUPS), choices=list(GROUPS))
     parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file rows are added to")
+    parser.add_argument("--train-only", metavar="NAME", help=argparse.SUPPRESS)  # a torchrun process of one row
     args = parser.parse_args()
-    for group in args.group:
-        for name, overrides in GROUPS[group].items():
-            rows = json.loads(args.results.read_text()) if args.results.is_file() else []
-            if any(r["name"] == name and r["machine_kind"] == machine_kind() for r in rows):
-                continue
-            row = {"group": group, **run_row(name, overrides, args.data)}
-            rows = json.loads(args.results.read_text()) if args.results.is_file() else []
-            args.results.write_text(json.dumps(rows + [row], indent=1) + "\n")
-            print(json.dumps({k: v for k, v in row.items() if not k.startswith("spectrum")}), flush=True)
+    if args.train_only:
+        spec = next(rows[args.train_only] for rows in GROUPS.values() if args.train_only in rows)
+        train_row(args.train_only, spec, args.data, RUNS / args.train_only.replace(" ", "-").replace(",", ""))
+        distributed.teardown()
+        return
 
+    def record(group: str, name: str, make_row: Callable[[], dict[str, Any]]) -> None:
+        rows = json.loads(args.results.read_text()) if args.results.is_file() else []
+        if any(r["name"] == name and r["machine_kind"] == machine_kind() for r in rows):
+            return
+        row = {"group": group, "name": name, **make_row()}
+        rows = json.loads(args.results.read_text()) if args.results.is_file() else []
+        args.results.write_text(json.dumps(rows + [row], indent=1) + "\n")
+        print(json.dumps({k: v for k, v in row.items() if not k.startswith(("spectrum", "step_loss"))}), flush=True)
+
+    for group in args.group:
+        for name, spec in GROUPS[group].items():
+            record(group, name, lambda name=name, spec=spec: run_row(name, spec, args.data))
+        if group == "pitfalls":
+            probe_rows = functools.cache(lambda: probe_pitfall_rows(args.data))  # all three, measured once
+            for name in PROBE_PITFALLS:
+                record(group, name, lambda name=name, rows=probe_rows: rows()[name])
 
 if __name__ == "__main__":
     main()

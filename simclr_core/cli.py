@@ -20,7 +20,7 @@ from . import distributed
 from .config import DATA_ENV_VAR, FIELD_CHOICES, FIELD_HELP, PRESETS, Config, make_config
 from .resume import TrainingStopped
 from .runtime import pick_device
-from .storage import RunExistsError, RunFolderBusy
+from .storage import RunExistsError, RunFolderBusy, WriteFailed
 
 LONG_RUN_SECONDS = 3600  # a CPU run estimated longer than this starts only when confirmed (or with --yes)
 # The fields `probe` reads; the rest (architecture, seed, ...) come from the checkpoint it probes.
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run(argv)
     except (ValueError, FileNotFoundError, PermissionError, FloatingPointError, RunExistsError,
-            RunFolderBusy) as error:
+            RunFolderBusy, WriteFailed) as error:
         sys.exit(f"error: {error}")
     except TrainingStopped as stopped:
         print(stopped, file=sys.stderr)

@@ -60,6 +60,8 @@ from .storage import (
 
 Loader = DataLoader | DeviceTwoViewLoader
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossMaker = Callable[[Config, distributed.Distributed], LossFunction]
+ModelBuilder = Callable[[Config, torch.device], SimCLRModel]
 
 
 def two_view_loader(images: ImageSet, cfg: Config, shuffle: bool, seed: int, device: torch.device,
@@ -273,9 +275,11 @@ def load_sets(cfg: Config, train_set: ImageSet | None, eval_set: ImageSet | None
     return train_set, eval_set
 
 
-def setup_run(cfg: Config, out: str, train_set: ImageSet | None, eval_set: ImageSet | None, resume: bool) -> Run:
+def setup_run(cfg: Config, out: str, train_set: ImageSet | None, eval_set: ImageSet | None, resume: bool,
+              build: ModelBuilder = build_model, make_loss: LossMaker = objective) -> Run:
     """Check the config, load the data, build model, optimizer, loss and loader, decide the run's length (a time
-    budget is calibrated here), and make the schedule; with `resume`, restore all of it from the checkpoint."""
+    budget is calibrated here), and make the schedule; with `resume`, restore all of it from the checkpoint.
+    `build` and `make_loss` make the model and the loss (`train_ssl` says when to pass others)."""
     cfg.validate()
     world = distributed.setup()
     if world.world_size > 1 and (cfg.batch_size % world.world_size or cfg.pipeline != "fast"):
@@ -295,7 +299,7 @@ def setup_run(cfg: Config, out: str, train_set: ImageSet | None, eval_set: Image
     set_up_from = time.perf_counter()  # a time budget counts from here: set-up, calibration, steps, evaluations
     bf16, precision_reason = choose_precision(cfg.precision, device)
     seed_everything(cfg.seed)
-    model = build_model(cfg, device)
+    model = build(cfg, device)
     if world.world_size > 1 and cfg.sync_bn:  # BatchNorm statistics over the global batch, as one process
         model = distributed.use_global_batch_norm(model)
     optimizer = make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
@@ -320,7 +324,8 @@ def setup_run(cfg: Config, out: str, train_set: ImageSet | None, eval_set: Image
     warmup = cfg.warmup_epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(  # reads the steps when it steps: a budget may plan them again
         optimizer, lambda step: lr_factor(step, budget.total_steps, warmup, cfg.lr_schedule))
-    run = Run(cfg, out, paths, world, device, bf16, model, forward, optimizer, scheduler, objective(cfg, world),
+    run = Run(cfg, out, paths, world, device, bf16, model, forward, optimizer, scheduler,
+              make_loss(cfg, world),
               train_set, eval_set, loader, log, budget, Position.of_checkpoint(saved) if saved else Position(),
               saved is not None, KnnMonitor.of(cfg, train_set, eval_set))
     if budget.limited and saved is None:
@@ -420,7 +425,8 @@ def _train_loop(run: Run, progress: bool) -> dict[str, Any]:
 
 def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: ImageSet | None = None,
               eval_set: ImageSet | None = None, resume: bool = False, overwrite: bool = False,
-              announce: bool = False) -> dict[str, Any]:
+              announce: bool = False, build: ModelBuilder = build_model,
+              make_loss: LossMaker = objective) -> dict[str, Any]:
     """Pre-train a SimCLR model as `cfg` says; return the log that is also written to `out`.
 
     `train_set` / `eval_set` default to the configured dataset's train / test split. With `resume`, the run
@@ -428,11 +434,14 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
     and ends where an uninterrupted run would have. A folder that already holds a run is refused unless
     `resume` or `overwrite` says what to do with it, and one process at a time trains into a folder: a
     second one fails at once, naming the first. `announce` prints what is about to run (`start_banner`).
+
+    `build(cfg, device)` makes the model and `make_loss(cfg, world)` the loss. Only chapter
+    8's deliberate mistakes pass others (`simclr_core.pitfalls`), which no config field can select.
     """
     with hold_run_folder(out):
         if not resume and distributed.setup().is_main:
             refuse_to_replace(out, overwrite)
-        run = setup_run(cfg, out, train_set, eval_set, resume)
+        run = setup_run(cfg, out, train_set, eval_set, resume, build, make_loss)
         if run.world.is_main and not run.resumed:  # a new run: nothing of the folder's earlier run may outlive it
             for stale in run.paths.written_files():
                 stale.unlink(missing_ok=True)

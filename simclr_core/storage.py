@@ -27,17 +27,26 @@ CHECKPOINT_FORMAT = 1
 TEMPORARY_SUFFIX = ".tmp"
 
 
+class WriteFailed(OSError):
+    """A file could not be written (a full disk, a folder that cannot be written); the previous one is intact."""
+
+
 def _write_atomically(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}{TEMPORARY_SUFFIX}"
-    # mode 0o666 less the umask, as `open` would give (mkstemp's 0o600 hid runs from the rest of a group)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # mode 0o666 less the umask, as `open` would give (mkstemp's 0o600 hid runs from the rest of a group)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(payload)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        kept = "the previous version is kept" if path.is_file() else "nothing was written"
+        raise WriteFailed(f"could not write {path} ({error.strerror or error}); {kept}: free some disk space or make "
+                          f"the folder writable, then run the command again (a training run: with --resume)") from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
@@ -113,6 +114,32 @@ def test_unwritable_output_folder_fails_before_training(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="is not writable"):
         main(["train", "--preset", "smoke", "--data", "cifar10", "--out", str(blocker / "run")])
     assert time.perf_counter() - started < 5, "must fail before loading data or training"
+
+
+def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_last_checkpoint(
+        cifar_train, cifar_test, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import simclr_core.engine as engine
+    import simclr_core.storage as storage
+
+    monkeypatch.setattr(engine, "load_split", lambda data, split, *_: cifar_train if split == "train" else cifar_test)
+    writes = {"n": 0}
+    fsync = os.fsync
+
+    def filling_up(fd: int) -> None:
+        writes["n"] += 1
+        if writes["n"] > 2:  # epoch 1's checkpoint and log fit, then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", filling_up)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=r"^error: could not write .*latest.pt \(No space left on device\); the "
+                                         r"previous version is kept: free some disk space"):
+        main(["train", "--preset", "smoke", "--data", "cifar10", "--out", str(out), "--save-every", "1",
+              "--no-progress"])
+    monkeypatch.undo()
+    assert load_checkpoint(RunPaths(out).checkpoint)["epoch"] == 1  # what the run had finished is still there
+    assert not list(out.rglob("*.tmp"))
 
 
 @pytest.mark.parametrize("content, message", [
