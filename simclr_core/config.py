@@ -231,6 +231,24 @@ def make_config(preset: str = "reference", **overrides: Any) -> Config:
     return Config.from_dict({**PRESETS[preset], **overrides}).validate()
 
 
+BOOK_SCALE_ENV_VAR = "SIMCLR_BOOK_SCALE"  # the chapters' parameter cells read it: see `scaled`
+
+
+def scaled(cfg: Config, factor: float) -> Config:
+    """`cfg` made `factor` times as long: its time budget, or without one its steps (or epochs), times `factor`.
+
+    The book's chapters apply $SIMCLR_BOOK_SCALE with it: 0.25 trains the run a machine four times slower would
+    train in the full budget, so that one machine can check what the book says holds for a slower one.
+    """
+    if factor == 1:
+        return cfg
+    if cfg.time_budget:
+        return dataclasses.replace(cfg, time_budget=cfg.time_budget * factor).validate()
+    if cfg.steps:
+        return dataclasses.replace(cfg, steps=max(1, round(cfg.steps * factor))).validate()
+    return dataclasses.replace(cfg, epochs=max(1, round(cfg.epochs * factor))).validate()
+
+
 def describe_changes(saved: dict[str, Any], wanted: dict[str, Any], names: list[str]) -> str:
     """'it was trained with width=8, this run asks for width=16' for the fields `names`."""
     was = ", ".join(f"{name}={saved.get(name)!r}" for name in names)
