@@ -31,7 +31,6 @@ import math
 
 import matplotlib.pyplot as plt
 from IPython.display import Markdown
-
 from simclr_core.config import make_config, scaled
 from simclr_core.engine import load_or_train, train_step
 from simclr_core.plots import ssl_loss, ssl_metrics, training_overview
@@ -79,7 +78,11 @@ import time
 
 from simclr_core.data import load_split
 from simclr_core.engine import two_view_loader
-from simclr_core.loss import contrastive_loss, contrastive_metrics, simclr_logits_targets
+from simclr_core.loss import (
+    contrastive_loss,
+    contrastive_metrics,
+    simclr_logits_targets,
+)
 from simclr_core.model import build_model
 from simclr_core.optim import make_optimizer
 from simclr_core.runtime import pick_device, seed_everything, uses_bf16
@@ -108,14 +111,14 @@ while step < HAND_STEPS:
         step += 1
         if step % 5 == 0:
             seen = history[-1]
-            print(f"step {step:>2}: loss {seen['loss']:.3f}  p_pos {seen['p_pos']:.3f}  "
-                  f"top-1 {seen['top1']:.3f}  ({time.perf_counter() - start:.0f} s)")
+            print(f"step {step:>2}: loss {seen['loss']:.3f}  p_pos {seen['p_pos']:.3f}"
+                  f"  top-1 {seen['top1']:.3f}  ({time.perf_counter() - start:.0f} s)")
         if step == HAND_STEPS:
             break
 
 # %% tags=["hide-cell"]
-# Checks: over the hand-run steps the loss falls and p_pos and top-1 rise (first five steps
-# against the last five).
+# Checks: over the hand-run steps the loss falls and p_pos and top-1 rise (first five
+# steps against the last five).
 first, last = history[:5], history[-5:]
 
 
@@ -148,9 +151,10 @@ assert average(last, "top1") > average(first, "top1") + 0.05
 
 # %% tags=["nbval-ignore-output"]
 model, log = load_or_train(cfg, RUN_DIR, progress=False)
-epochs_done = log["epochs"][-1]["epoch"]  # fractional when a budgeted run ends mid-epoch
-print(f"{log['train_images']} images, {epochs_done} epochs ({len(log['step_loss'])} steps "
-      f"of {log['steps_per_epoch']} per epoch) on {log['device']}: "
+epochs_done = log["epochs"][-1]["epoch"]  # fractional when a run ends mid-epoch
+steps_done = len(log["step_loss"])
+print(f"{log['train_images']} images, {epochs_done} epochs ({steps_done} steps of "
+      f"{log['steps_per_epoch']} per epoch) on {log['device']}: "
       f"{log['train_seconds']:.0f} s")
 print("precision:", log["precision_reason"])
 
@@ -174,35 +178,33 @@ print("precision:", log["precision_reason"])
 # 0.13-0.22 s on the project's AMD EPYC in bf16).
 
 # %% tags=["nbval-ignore-output"]
-import json
-from pathlib import Path
+from simclr_core.stored import rows
 
-stored = json.loads(Path("../bench/results/pretraining.json").read_text())
-curve = sorted((row["steps"], row["probe_h"]) for row in stored if row["group"] == "scaling")
+curve = sorted((row["steps"], row["probe_h"]) for row in rows("pretraining", "scaling"))
 
 
 def predicted_probe(steps: int) -> float:
     """The stored curve at `steps`, linear in log(steps) between its points."""
     points = [(math.log(n), accuracy) for n, accuracy in curve]
     x = min(max(math.log(steps), points[0][0]), points[-1][0])
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
         if x <= x1:
             return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return points[-1][1]
 
 
-done = len(log["step_loss"])
-print(f"this run: {done} steps; stored curve: {curve}")
+print(f"this run: {steps_done} steps; stored curve: {curve}")
 for share in (1, 0.25):
-    steps = round(share * done)
+    steps = round(share * steps_done)
     print(f"{steps:>5} steps: the stored curve predicts a linear probe of about "
           f"{predicted_probe(steps):.3f}")
 
 # %% tags=["hide-cell"]
-# Checks: the stored curve rises with every doubling of the steps, so fewer steps predict a
-# lower probe, by less than 0.05 for a quarter of the steps at this run's length.
-assert all(a[1] < b[1] for a, b in zip(curve, curve[1:]))
-assert 0 < predicted_probe(done) - predicted_probe(done / 4) < 0.05
+# Checks: the stored curve rises with every doubling of the steps, so fewer steps
+# predict a lower probe, by less than 0.05 for a quarter of the steps at this run's
+# length.
+assert all(a[1] < b[1] for a, b in zip(curve, curve[1:], strict=False))
+assert 0 < predicted_probe(steps_done) - predicted_probe(steps_done / 4) < 0.05
 
 # %% [markdown]
 # ## The loss
@@ -247,9 +249,9 @@ print(f"finished network, evaluation mode: loss {on_train:.3f} on its training i
       f"{on_test:.3f} on test images")
 
 # %% tags=["hide-cell"]
-# Checks: the first epoch's mean training loss lies well above the loss of its last steps
-# (the network improved during the epoch), and the finished network scores a lower loss on
-# the images it trained on than on unseen ones.
+# Checks: the first epoch's mean training loss lies well above the loss of its last
+# steps (the network improved during the epoch), and the finished network scores a lower
+# loss on the images it trained on than on unseen ones.
 assert first_epoch_mean > first_epoch_end + 0.2
 assert on_train < on_test
 
@@ -284,19 +286,21 @@ evals = log["evals"]
 first, last = evals[0], evals[-1]
 middle = evals[len(evals) // 2]
 for name in ("loss", "p_pos", "top1", "knn"):
-    print(f"{name:>6}: epoch {first['epoch']} {first[name]:.3f} -> epoch {middle['epoch']} "
-          f"{middle[name]:.3f} -> epoch {last['epoch']} {last[name]:.3f}")
+    path = " -> ".join(f"epoch {e['epoch']} {e[name]:.3f}"
+                       for e in (first, middle, last))
+    print(f"{name:>6}: {path}")
 loss_drop = [(first["loss"] - middle["loss"]), (middle["loss"] - last["loss"])]
 knn_gain = [(middle["knn"] - first["knn"]), (last["knn"] - middle["knn"])]
-print(f"first half of the evaluations: loss -{loss_drop[0]:.3f}, k-NN +{knn_gain[0]:.3f}; "
-      f"second half: loss -{loss_drop[1]:.3f}, k-NN +{knn_gain[1]:.3f}")
+for half, drop, gain in zip(("first", "second"), loss_drop, knn_gain, strict=True):
+    print(f"{half} half of the evaluations: loss -{drop:.3f}, k-NN +{gain:.3f}")
 
 # %% tags=["hide-cell"]
-# Checks on what the text claims: the loss starts near log(N - 1) and falls; held-out top-1
-# ends far above chance (above 0.5, over 100 times chance); top-1 and p_pos both climb by more
-# than 0.2; the online k-NN ends well above chance (0.1) and above where it started; and in
-# the second half of the run the loss falls by less than a third of its first-half drop
-# while the k-NN still gains at least a quarter of what it gained in the first half.
+# Checks on what the text claims: the loss starts near log(N - 1) and falls; held-out
+# top-1 ends far above chance (above 0.5, over 100 times chance); top-1 and p_pos both
+# climb by more than 0.2; the online k-NN ends well above chance (0.1) and above where
+# it started; and in the second half of the run the loss falls by less than a third of
+# its first-half drop while the k-NN still gains at least a quarter of what it gained in
+# the first half.
 chance = 1 / (2 * cfg.batch_size - 1)
 assert abs(log["step_loss"][0] - math.log(2 * cfg.batch_size - 1)) < 0.5
 assert log["epochs"][-1]["loss"] < log["epochs"][0]["loss"] - 0.5

@@ -27,7 +27,6 @@ from dataclasses import asdict
 
 import matplotlib.pyplot as plt
 from IPython.display import Markdown
-
 from simclr_core.config import make_config
 from simclr_core.data import load_split
 from simclr_core.engine import load_or_train
@@ -80,12 +79,11 @@ log["pixels"] = asdict(pixels)
 # %%
 # NBVAL_IGNORE_OUTPUT
 import torch
-from torch import nn
-
 from simclr_core.augment import normalize
 from simclr_core.probe import cached_features, random_encoder
 from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.storage import RunPaths
+from torch import nn
 
 device = pick_device(cfg.device)
 bf16 = uses_bf16(cfg.precision, device)

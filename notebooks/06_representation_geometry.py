@@ -25,8 +25,13 @@ RUN_DIR = "../runs/book"
 # %%
 import matplotlib.pyplot as plt
 import torch
-
-from simclr_core.analysis import alignment, knn_accuracy, nearest_neighbours, uniformity, weighted_knn_accuracy
+from simclr_core.analysis import (
+    alignment,
+    knn_accuracy,
+    nearest_neighbours,
+    uniformity,
+    weighted_knn_accuracy,
+)
 from simclr_core.augment import SSLAugmentation
 from simclr_core.config import make_config
 from simclr_core.data import load_split

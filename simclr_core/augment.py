@@ -33,7 +33,7 @@ class AugmentationParams:
     saturation: float = 0.4
     hue: float = 0.1
     blur_p: float = 0.5
-    blur_kernel: int = 3  # 10% of the image side, as SimCLR's paper does for ImageNet
+    blur_kernel: int = 3  # 10% of a 32-pixel side, as SimCLR's paper has it on ImageNet (19% of a 16-pixel view)
     blur_sigma: tuple[float, float] = (0.1, 2.0)
 
 
