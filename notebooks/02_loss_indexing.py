@@ -26,7 +26,8 @@
 # %% tags=["parameters"]
 import os
 
-DATA = os.environ.get("SIMCLR_DATA", "cifar10")  # for the last section only: real images, an untrained network
+# for the last section only: real images, an untrained network
+DATA = os.environ.get("SIMCLR_DATA", "cifar10")
 
 # %%
 import math
@@ -72,8 +73,9 @@ print("targets = (arange(N) + B) % N =", targets.tolist())
 print("logits = S / T with -inf on the diagonal:")
 print(logits)
 
-# %%
-# Check: the logits are S / T off the diagonal, -inf on it, and each row's target is the other view.
+# %% tags=["hide-cell"]
+# Check: the logits are S / T off the diagonal, -inf on it, and each row's target is the
+# other view.
 N = 2 * B
 assert targets.tolist() == [3, 4, 5, 0, 1, 2]
 assert torch.isneginf(logits.diagonal()).all()
@@ -97,7 +99,8 @@ def naive_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> flo
     for i in range(n):
         positive = (i + b) % n
         numerator = math.exp(views[i] @ views[positive] / temperature)
-        denominator = sum(math.exp(views[i] @ views[k] / temperature) for k in range(n) if k != i)
+        others = [k for k in range(n) if k != i]
+        denominator = sum(math.exp(views[i] @ views[k] / temperature) for k in others)
         total += -math.log(numerator / denominator)
     return total / n
 
@@ -106,7 +109,7 @@ loss = nt_xent(z1, z2, temperature=T)
 reference = naive_nt_xent(z1, z2, temperature=T)
 print(f"nt_xent: {loss.item():.6f}   naive loop: {reference:.6f}")
 
-# %%
+# %% tags=["hide-cell"]
 # Check: the vectorised loss equals the loop.
 assert abs(loss.item() - reference) < 1e-5
 
@@ -126,9 +129,11 @@ print(probabilities)
 metrics = contrastive_metrics(logits, targets)
 print({name: round(value, 4) for name, value in metrics.items()})
 
-# %%
-# Check: p_pos is the mean of the probabilities in the target columns, and here every positive wins.
-torch.testing.assert_close(torch.tensor(metrics["p_pos"]), probabilities[torch.arange(N), targets].mean())
+# %% tags=["hide-cell"]
+# Check: p_pos is the mean of the probabilities in the target columns, and here every
+# positive wins.
+on_targets = probabilities[torch.arange(N), targets]
+torch.testing.assert_close(torch.tensor(metrics["p_pos"]), on_targets.mean())
 assert metrics["top1"] == 1.0 and metrics["p_pos"] > 1 / (N - 1)
 
 # %% [markdown]
@@ -142,12 +147,14 @@ assert metrics["top1"] == 1.0 and metrics["p_pos"] > 1 / (N - 1)
 
 # %%
 collapsed = F.normalize(torch.ones(B, 2), dim=1)
-print(f"collapsed: {nt_xent(collapsed, collapsed, T).item():.4f}  vs log(N - 1) = {math.log(N - 1):.4f}")
+print(f"collapsed: {nt_xent(collapsed, collapsed, T).item():.4f}  "
+      f"vs log(N - 1) = {math.log(N - 1):.4f}")
 wrong = nt_xent(z1, z2.roll(1, dims=0), T)
 print(f"positives shuffled: {wrong.item():.4f}; correct positives: {loss.item():.4f}")
 
-# %%
-# Check: collapse gives exactly log(N - 1); in this toy, correct pairs beat it and the wrong pairs do worse.
+# %% tags=["hide-cell"]
+# Check: collapse gives exactly log(N - 1); in this toy, correct pairs beat it and the
+# wrong pairs do worse.
 assert abs(nt_xent(collapsed, collapsed, T).item() - math.log(N - 1)) < 1e-6
 assert loss.item() < math.log(N - 1) < wrong.item()
 
@@ -171,20 +178,24 @@ quick = make_config("quick", data=DATA)
 real = load_split(DATA, "train", subset=quick.batch_size, seed=0)
 seed_everything(quick.seed)
 untrained = SimCLRModel(quick.width, quick.proj_dim).train()
-augment = BatchAugmentation(AugmentationParams(crop_scale=(quick.crop_min_scale, 1.0),
-                                               output_size=quick.train_resolution), seed=0)
+recipe = AugmentationParams(crop_scale=(quick.crop_min_scale, 1.0),
+                            output_size=quick.train_resolution)
+augment = BatchAugmentation(recipe, seed=0)
 with torch.no_grad():
     z_real1, z_real2 = untrained(augment(real.images)), untrained(augment(real.images))
-different_images = ~torch.eye(quick.batch_size, dtype=torch.bool)  # view 1 of image i, view 2 of image j != i
+# view 1 of image i against view 2 of image j != i
+different_images = ~torch.eye(quick.batch_size, dtype=torch.bool)
 mean_cosine = (z_real1 @ z_real2.T)[different_images].mean().item()
 start_loss = nt_xent(z_real1, z_real2, quick.temperature).item()
 start_log = math.log(2 * quick.batch_size - 1)
-print(f"untrained, {quick.batch_size} images: mean cosine similarity of different images {mean_cosine:.2f}; "
-      f"loss at T = {quick.temperature} {start_loss:.3f} vs log(N - 1) = {start_log:.3f}")
+print(f"untrained, {quick.batch_size} images: mean cosine similarity of different "
+      f"images {mean_cosine:.2f}")
+print(f"loss at T = {quick.temperature} {start_loss:.3f}, log(N - 1) = {start_log:.3f}")
 
-# %%
-# Check: at random initialisation the embeddings of different images point in nearly the same direction (mean
-# cosine far above the 0 of vectors spread over the sphere), and the loss starts near log(N - 1).
+# %% tags=["hide-cell"]
+# Check: at random initialisation the embeddings of different images point in nearly the
+# same direction (mean cosine far above the 0 of vectors spread over the sphere), and
+# the loss starts near log(N - 1).
 assert mean_cosine > 0.6
 assert abs(start_loss - start_log) < 0.3
 
@@ -200,9 +211,11 @@ assert abs(start_loss - start_log) < 0.3
 # - Next: [chapter 3](03_training) trains an encoder with it.
 #
 # **Exercises** (each reruns in a second: change the toy cell and run the chapter again)
-# 1. *Views that disagree.* Change the rotation between the two views from 0.3 to 1.0, then to 2.0 radians
+# 1. *Views that disagree.* Change the rotation between the two views from 0.3 to 0.9, then 1.1, then 2.0 radians
 #    (2.0 is the spacing between images, so view 2 of one image lands on view 1 of the next). Predict p_pos and
-#    top-1 first. Expect at 1.0: loss 0.77, p_pos 0.46, top-1 5/6; at 2.0: loss 3.00, above the collapsed
+#    top-1 first. Expect at 0.9: loss 0.63, p_pos 0.54, top-1 still 6/6; at 1.1: loss 0.94, p_pos 0.39, top-1
+#    2/6, because each second view is now nearer the next image's first view than its own (at exactly 1.0 the two
+#    are equally near, a tie that float rounding decides, so avoid it); at 2.0: loss 3.00, above the collapsed
 #    $\log 5 = 1.61$, and top-1 0. Which check cells fail, and do they fail for a good reason?
 # 2. *Temperature on the toy.* Set `T` to 0.1 and to 5. The collapsed loss stays $\log(N-1)$ at every $T$ (why?);
 #    the loss of the correct pairs goes to almost 0 at $T = 0.1$ and to 1.39 at $T = 5$, where p_pos is only

@@ -70,13 +70,14 @@ for T in TEMPERATURES:
     F.cross_entropy((s / T).unsqueeze(0), torch.tensor([0])).backward()
     gradients[T] = s.grad
 
-# %%
+# %% tags=["hide-cell"]
 # Check: dL/ds_j = P_j / T for every negative, and (P_pos - 1) / T for the positive.
 for T in TEMPERATURES:
     P = probabilities[T]
     torch.testing.assert_close(gradients[T][1:], P[1:] / T)
     torch.testing.assert_close(gradients[T][0], (P[0] - 1) / T)
-# ... and at T = 0.05 the hardest negative (index -1) is pushed more than a million times harder than the easiest.
+# ... and at T = 0.05 the hardest negative (index -1) is pushed more than a million
+# times harder than the easiest.
 assert gradients[0.05][-1] > 1e6 * gradients[0.05][1]
 
 # %%
@@ -114,9 +115,10 @@ ax2.set_ylabel("top-3 share", color="tab:red")
 fig.tight_layout()
 plt.show()
 
-# %%
-# Check: lowering T never spreads the push (entropy never rises, top-3 share never falls as T falls), and
-# it goes from nearly uniform at high T to almost all on the three hardest at T = 0.01.
+# %% tags=["hide-cell"]
+# Check: lowering T never spreads the push (entropy never rises, top-3 share never falls
+# as T falls), and it goes from nearly uniform at high T to almost all on the three
+# hardest at T = 0.01.
 assert (grid_entropy.diff() >= 0).all() and (grid_top3.diff() <= 0).all()
 assert grid_top3[0] > 0.9 and grid_top3[-1] < 0.3
 
@@ -133,8 +135,7 @@ assert grid_top3[0] > 0.9 and grid_top3[-1] < 0.3
 # that $T$ would have shared it: such a run would have arrived at different embeddings. Only the row for the
 # trained $T$ describes the gradients this run actually followed.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 cfg = make_config(PRESET, data=DATA, device=DEVICE)
 model, _ = load_or_train(cfg, RUN_DIR, progress=False)
 model = model.cpu().eval()
@@ -143,8 +144,7 @@ with torch.no_grad():
     z = torch.cat([model(normalize()(test.images[i:i + 500])) for i in range(0, len(test), 500)])
 print(z.shape, f"embeddings of a run trained at T = {cfg.temperature}")
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 batch = z[:256]
 pair_similarities = batch @ batch.T
 off_diagonal = ~torch.eye(len(batch), dtype=torch.bool)
@@ -154,9 +154,10 @@ real_share = {T: top_k_share((negatives / T).softmax(1), k).mean().item() for T 
 for T, share in real_share.items():
     print(f"T = {T:<4}  share of the push on the hardest {k} of 255 negatives: {share:.2f}")
 
-# %%
-# Check: in real batches too, the hardest 5% of negatives take a larger share of the push as T falls,
-# and at the reference T = 0.2 they take clearly more than their head count (k of 255): over 1.5 times it.
+# %% tags=["hide-cell"]
+# Check: in real batches too, the hardest 5% of negatives take a larger share of the
+# push as T falls, and at the reference T = 0.2 they take clearly more than their head
+# count (k of 255): over 1.5 times it.
 shares = [real_share[T] for T in TEMPERATURES]
 assert all(a > b for a, b in zip(shares, shares[1:], strict=False))
 assert real_share[0.2] > 1.5 * k / negatives.shape[1]
@@ -177,17 +178,16 @@ names = [f"{'anchor: ' if j == 0 else ''}{test.classes[int(c)]}"
          for a in anchors for j, c in enumerate([test.labels[a], *test.labels[hardest[a]]])]
 fig = image_grid(rows, titles=names, ncols=6, size=1.3)
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 is_same_class = test.labels[hardest] == test.labels[:, None]
 same_class = is_same_class.float().mean().item()
 shown = int(is_same_class[anchors].sum())
 print(f"in the figure: {shown} of {is_same_class[anchors].numel()} hard negatives share the anchor's class")
 print(f"over all {len(test)} anchors: a share of {same_class:.2f} of the 5 hardest negatives (chance: 0.10)")
 
-# %%
-# Check: hard negatives are of the anchor's class far more often than chance (10 balanced classes): at least
-# twice as often.
+# %% tags=["hide-cell"]
+# Check: hard negatives are of the anchor's class far more often than chance (10
+# balanced classes): at least twice as often.
 assert same_class > 0.2
 
 # %% [markdown]
@@ -208,15 +208,17 @@ import json
 from pathlib import Path
 
 benchmark = json.loads(Path("../bench/results/time_to_accuracy.json").read_text())
-# The rows of the fixed-epoch sweep (before 2026-11-28, when the quick preset got its time budget): there, the
-# row named "quick" is the preset of the day, width 32, 7 epochs, T = 0.05; the other two name their temperature.
+# The rows of the fixed-epoch sweep (before 2026-11-28, when the quick preset got its
+# time budget): there, the row named "quick" is the preset of the day, width 32, 7
+# epochs, T = 0.05; the other two name their temperature.
 sweep = {row["overrides"].get("temperature", 0.05): row["simclr_test_accuracy"] for row in benchmark
          if row["date"] < "2026-11-28" and row["name"] in ("quick", "w32-7ep-T0.1", "w32-7ep")}
 for T, accuracy in sorted(sweep.items()):
     print(f"T = {T:<4}  linear probe {accuracy:.4f}   (bench/results/time_to_accuracy.json)")
 
-# %%
-# Check on what the text says of these numbers: T = 0.05 scored highest, by less than two points.
+# %% tags=["hide-cell"]
+# Check on what the text says of these numbers: T = 0.05 scored highest, by less than
+# two points.
 assert sweep[0.05] == max(sweep.values()) and sweep[0.05] - min(sweep.values()) < 0.02
 
 # %% [markdown]
@@ -241,10 +243,10 @@ for name, row in batches.items():
           f"probe {row['simclr_test_accuracy']:.4f}")
 print(f"data: {ablation['full recipe']['data']}; machine: {ablation['full recipe']['machine']}")
 
-# %%
-# Check: the numbers the text below quotes are the stored ones; the three probes lie within one point of each
-# other and the largest batch is not the best; and batch 256 went through the same images at least 10% faster
-# than the two smaller batches.
+# %% tags=["hide-cell"]
+# Check: the numbers the text below quotes are the stored ones; the three probes lie
+# within one point of each other and the largest batch is not the best; and batch 256
+# went through the same images at least 10% faster than the two smaller batches.
 probe = {name: row["simclr_test_accuracy"] for name, row in batches.items()}
 seconds = {name: row["train_seconds"] for name, row in batches.items()}
 assert [round(probe[name], 3) for name in batches] == [0.529, 0.534, 0.529]

@@ -43,8 +43,7 @@ cfg = make_config(PRESET, data=DATA, device=DEVICE)
 # 10,000 test images, and trains the same linear probe on each. Its log lands in
 # `RUN_DIR/logs/probe_results.json`.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 load_or_train(cfg, RUN_DIR, progress=False)  # the chapter 3 run; trained now if it is missing
 log = run_probe(RUN_DIR, progress=False)
 print(f"probe: {log['train_images']} train / {log['test_images']} test images, {cfg.probe_steps} L-BFGS iterations, "
@@ -55,8 +54,7 @@ print(f"probe: {log['train_images']} train / {log['test_images']} test images, {
 #
 # The same probe (same L-BFGS iterations, weight decay, standardisation) on the pixels themselves.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 train = load_split(cfg.data, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)
 test = load_split(cfg.data, "test", cfg.data_root)
 pixels = train_linear_probe(pixel_features(train), train.labels, pixel_features(test), test.labels,
@@ -76,8 +74,7 @@ log["pixels"] = asdict(pixels)
 # training mode, without gradients, over a few thousand training images (with `momentum=None`, BatchNorm keeps a
 # plain cumulative average over the batches), then freeze it in evaluation mode as before. No weight changes.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 import torch
 from simclr_core.augment import normalize
 from simclr_core.probe import cached_features, random_encoder
@@ -118,16 +115,14 @@ plt.show()
 fig = probe_loss(log)
 plt.show()
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 rows = [f"| {name} | {log[name]['train_accuracy']:.4f} | {log[name]['test_accuracy']:.4f} |"
         for name in ("simclr", "random", "random_bn", "pixels")]
 Markdown("\n".join([f"Preset `{PRESET}`, data: `{os.path.basename(os.path.normpath(cfg.data))}`, "
                     f"{log['train_images']} probe training images, {log['test_images']} test images.", "",
                     "| features | train accuracy | test accuracy |", "| --- | --- | --- |", *rows]))
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 gap = {name: log[name]["train_accuracy"] - log[name]["test_accuracy"]
        for name in ("simclr", "random", "random_bn", "pixels")}
 print("train - test accuracy:", {name: round(value, 4) for name, value in gap.items()})
@@ -136,11 +131,12 @@ earned = log["simclr"]["test_accuracy"] - max(log["random"]["test_accuracy"], lo
 print(f"random init, BatchNorm statistics from the data instead of the identity: test accuracy {bn_change:+.4f}; "
       f"SimCLR above the better of the two random baselines: {earned:+.4f}")
 
-# %%
-# Checks on what the text claims: pre-training earns a clear margin over the same network at random init, with
-# either kind of BatchNorm statistics (and those from the data lower the random probe), and beats raw pixels;
-# every encoder is far above chance (0.10); pixels have the largest gap between train and test accuracy; and the
-# SimCLR probe trains to a lower loss than the random one.
+# %% tags=["hide-cell"]
+# Checks on what the text claims: pre-training earns a clear margin over the same
+# network at random init, with either kind of BatchNorm statistics (and those from the
+# data lower the random probe), and beats raw pixels; every encoder is far above chance
+# (0.10); pixels have the largest gap between train and test accuracy; and the SimCLR
+# probe trains to a lower loss than the random one.
 simclr, random_init, raw = log["simclr"], log["random"], log["pixels"]
 assert simclr["test_accuracy"] > random_init["test_accuracy"] + 0.05
 assert simclr["test_accuracy"] > log["random_bn"]["test_accuracy"] + 0.05

@@ -42,8 +42,7 @@ from simclr_core.probe import cached_features
 from simclr_core.runtime import pick_device, seed_everything, uses_bf16
 from simclr_core.storage import RunPaths
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 cfg = make_config(PRESET, data=DATA, device=DEVICE)
 device = pick_device(cfg.device)
 trained, _ = load_or_train(cfg, RUN_DIR, progress=False)
@@ -69,8 +68,7 @@ with torch.no_grad():
         z1, z2 = model(x1.to(device)).float().cpu(), model(x2.to(device)).float().cpu()
         geometry[name] = {"z1": z1, "z2": z2, "alignment": alignment(z1, z2), "uniformity": uniformity(z1)}
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 for name, g in geometry.items():
     print(f"{name:>12}: alignment {g['alignment']:.3f}   uniformity {g['uniformity']:.3f}")
 
@@ -96,8 +94,7 @@ for ax, (name, g) in zip(axes, geometry.items(), strict=True):
 fig.tight_layout()
 plt.show()
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 def separation(g: dict) -> float:
     """How far apart different images are, in units of how far apart one image's views are."""
     positive_distance = (g["z1"] - g["z2"]).pow(2).sum(1).mean()
@@ -108,11 +105,11 @@ def separation(g: dict) -> float:
 for name, g in geometry.items():
     print(f"{name:>12}: different images are {separation(g):.1f}x farther apart than two views of one image")
 
-# %%
-# Checks on what the text claims: the trained embeddings are far more uniform than the random ones, and
-# relative to that spread, its positives are much closer (better separation of positives from negatives); in
-# absolute terms, though, its alignment is several times worse than the random network's, whose embeddings are
-# nearly one point.
+# %% tags=["hide-cell"]
+# Checks on what the text claims: the trained embeddings are far more uniform than the
+# random ones, and relative to that spread, its positives are much closer (better
+# separation of positives from negatives); in absolute terms, though, its alignment is
+# several times worse than the random network's, whose embeddings are nearly one point.
 assert geometry["SimCLR"]["uniformity"] < geometry["random init"]["uniformity"] - 1.0
 assert separation(geometry["SimCLR"]) > 2 * separation(geometry["random init"])
 assert geometry["SimCLR"]["alignment"] > 5 * geometry["random init"]["alignment"]
@@ -126,8 +123,7 @@ assert geometry["random init"]["uniformity"] > -0.5  # near the single point's 0
 # The protocol here is a small one: an unweighted vote (one vote per neighbour), $k = 20$, a bank of 10,000
 # training images, and the 2,000 test images above as queries.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 bf16 = uses_bf16(cfg.precision, device)
 cache = RunPaths(RUN_DIR).features  # chapter 5 stored its features here; the same encoder and images reuse them
 features = {name: (cached_features(m.encoder, bank, cache, device, bf16),
@@ -137,9 +133,9 @@ knn = {name: knn_accuracy(f_bank, bank.labels, f_test, test.labels, k=20)
 for name, accuracy in knn.items():
     print(f"{name:>12}: 20-NN test accuracy {accuracy:.3f}  (unweighted, 10,000-image bank, 2,000 queries)")
 
-# %%
-# Check: neighbours in SimCLR feature space share the query's class more often than in random features, by
-# more than 8 points (15 here; 14 on the book's earlier 32x32 run).
+# %% tags=["hide-cell"]
+# Check: neighbours in SimCLR feature space share the query's class more often than in
+# random features, by more than 8 points (15 here; 14 on the book's earlier 32x32 run).
 assert knn["SimCLR"] > knn["random init"] + 0.08
 
 # %% [markdown]
@@ -152,8 +148,7 @@ assert knn["SimCLR"] > knn["random init"] + 0.08
 # network and training length); the small protocol above is not. The features are the ones chapter 5's probe
 # extracted and cached, so this takes seconds once chapter 5 has run.
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 full_train = load_split(cfg.data, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)  # the probe's images
 full_test = load_split(cfg.data, "test", cfg.data_root)
 weighted_knn = {}
@@ -165,8 +160,9 @@ for name, m in models.items():
     print(f"{name:>12}: weighted 200-NN test accuracy {weighted_knn[name]:.3f}  "
           f"({len(full_train)}-image bank, {len(full_test)} queries)")
 
-# %%
-# Check: with the standard protocol too, the SimCLR features' neighbours carry more of the class.
+# %% tags=["hide-cell"]
+# Check: with the standard protocol too, the SimCLR features' neighbours carry more of
+# the class.
 assert weighted_knn["SimCLR"] > weighted_knn["random init"] + 0.08
 
 # %% [markdown]
@@ -188,8 +184,7 @@ for name, (f_bank, f_test) in features.items():
     fig.suptitle(name, y=1.02)
     plt.show()
 
-# %%
-# NBVAL_IGNORE_OUTPUT
+# %% tags=["nbval-ignore-output"]
 many = torch.randperm(len(test), generator=torch.Generator().manual_seed(1))[:500]
 same_class_share = {}
 for name, (f_bank, f_test) in features.items():
@@ -200,8 +195,9 @@ for name, (f_bank, f_test) in features.items():
     print(f"{name:>12}: same-class neighbours: {shown_same} of {shown.numel()} in the gallery, "
           f"a share of {same_class_share[name]:.2f} over {len(many)} queries (chance: 0.10)")
 
-# %%
-# Check: over many queries, the SimCLR neighbours share the query's class more often than the random ones.
+# %% tags=["hide-cell"]
+# Check: over many queries, the SimCLR neighbours share the query's class more often
+# than the random ones.
 assert same_class_share["SimCLR"] > same_class_share["random init"] + 0.03
 
 # %% [markdown]

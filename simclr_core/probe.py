@@ -8,6 +8,7 @@ randomly initialised encoder of the same architecture tells how much of the accu
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -173,6 +174,16 @@ def pixel_features(images: ImageSet) -> torch.Tensor:
     return normalize()(images.images).flatten(1)
 
 
+CACHE_ENV_VAR = "SIMCLR_CACHE"
+
+
+def shared_cache() -> Path:
+    """Where features that do not depend on a run are kept, for every run on this machine: those of the random-init
+    encoder, the same for every run of one architecture and seed (the file names say which weights, images and
+    precision). $SIMCLR_CACHE, else ~/.cache/simclr-book/features."""
+    return Path(os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "simclr-book" / "features")
+
+
 def random_encoder(cfg: Config, device: torch.device | str = "cpu") -> nn.Module:
     """The same architecture at its (seeded) random initialisation: the probe's baseline."""
     seed_everything(cfg.seed)
@@ -191,9 +202,11 @@ def budget_weight_decay(weight_decay: float, all_images: int, labelled_images: i
 
 
 def probe_encoders(encoders: dict[str, nn.Module], train_set: ImageSet, test_set: ImageSet, cfg: Config,
-                   device: torch.device | str = "cpu", progress: bool = True, cache: Path | None = None,
+                   device: torch.device | str = "cpu", progress: bool = True,
+                   cache: Path | dict[str, Path] | None = None,
                    labelled: torch.Tensor | None = None) -> dict[str, ProbeResult]:
-    """Run the same linear probe on each named encoder's frozen features (kept in `cache` when given).
+    """Run the same linear probe on each named encoder's frozen features (kept in `cache` when given: one folder,
+    or a folder for each encoder's name).
 
     `labelled` (indices into `train_set`) trains the probe on those images only, with the penalty of
     `budget_weight_decay`; the features are still computed (and cached) for the whole `train_set`, so every
@@ -204,8 +217,10 @@ def probe_encoders(encoders: dict[str, nn.Module], train_set: ImageSet, test_set
     weight_decay = budget_weight_decay(cfg.probe_weight_decay, len(train_set), len(train_y))
     results = {}
     for name, encoder in tqdm(encoders.items(), desc="linear probe", disable=not progress):
-        train_x = cached_features(encoder, train_set, cache, device, bf16)
-        test_x = cached_features(encoder, test_set, cache, device, bf16)
+        encoder.requires_grad_(False)  # the probe's encoder is frozen: no gradient reaches it
+        folder = cache.get(name) if isinstance(cache, dict) else cache
+        train_x = cached_features(encoder, train_set, folder, device, bf16)
+        test_x = cached_features(encoder, test_set, folder, device, bf16)
         results[name] = train_linear_probe(train_x if labelled is None else train_x[labelled], train_y, test_x,
                                            test_set.labels, cfg.probe_steps, weight_decay)
     return results
@@ -216,7 +231,8 @@ def run_probe(out: str = ".", overrides: dict[str, Any] | None = None, progress:
     """Probe the checkpoint in `out` against a random-init encoder; write and return the probe log.
 
     `overrides` changes probe settings (or the data) of the config stored in the checkpoint. Features are
-    cached in `out`/features, so a second probe of the same checkpoint takes seconds. `labels_per_class` > 0
+    cached in `out`/features, so a second probe of the same checkpoint takes seconds; the random-init encoder's
+    in `shared_cache()`, so they are computed once per machine, data and architecture. `labels_per_class` > 0
     trains the probes on that many labelled images of each class (drawn with `label_seed`) and writes its own
     log, `probe_results_{N}_per_class_seed{S}.json`, next to the full probe's.
     """
@@ -230,7 +246,8 @@ def run_probe(out: str = ".", overrides: dict[str, Any] | None = None, progress:
         labelled = labelled_indices(train_set, labels_per_class, label_seed) if labels_per_class else None
         start = time.perf_counter()
         results = probe_encoders({"simclr": trained, "random": random_encoder(cfg, device)},
-                                 train_set, test_set, cfg, device, progress, paths.features, labelled)
+                                 train_set, test_set, cfg, device, progress,
+                                 {"simclr": paths.features, "random": shared_cache()}, labelled)
         log = {"config": cfg.to_dict(), "train_images": len(train_set) if labelled is None else len(labelled),
                "labels_per_class": labels_per_class, "label_seed": label_seed, "test_images": len(test_set),
                "precision": "bf16" if uses_bf16(cfg.precision, device) else "fp32",

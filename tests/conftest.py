@@ -45,6 +45,12 @@ def pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _features_cache_of_the_tests(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The machine-wide features cache (probe.shared_cache) in a folder of the test session's, not ~/.cache."""
+    os.environ["SIMCLR_CACHE"] = str(tmp_path_factory.mktemp("features-cache"))
+
+
 @pytest.fixture(scope="session")
 def cifar_dir() -> Path:
     path = cifar_copy()

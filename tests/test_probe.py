@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
+from simclr_core import probe
 from simclr_core.config import make_config
 from simclr_core.data import ImageSet
+from simclr_core.model import SimCLRModel
 from simclr_core.probe import cached_features, extract_features, probe_encoders, random_encoder, train_linear_probe
+from simclr_core.storage import RunPaths, save_checkpoint
 
 
 def test_probe_separates_linearly_separable_features() -> None:
@@ -85,3 +91,19 @@ def test_bf16_features_stay_close_to_float32_ones(cifar_test: ImageSet) -> None:
     exact, rounded = (extract_features(encoder, cifar_test, bf16=bf16) for bf16 in (False, True))
     assert not torch.equal(exact, rounded)
     assert torch.nn.functional.cosine_similarity(exact, rounded, dim=1).min() > 0.99
+
+
+def test_random_init_features_are_computed_once_for_every_run_of_the_architecture(
+        tmp_path: Path, cifar_train: ImageSet, cifar_test: ImageSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(probe, "load_split", lambda data, split, *_: cifar_train if split == "train" else cifar_test)
+    monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path / "shared"))
+    cfg = make_config("smoke", data="cifar10", probe_train_subset=0)
+    logs = []
+    for run, seed in (("a", 1), ("b", 2)):  # two runs with different trained weights, one random-init encoder
+        torch.manual_seed(seed)
+        save_checkpoint(RunPaths(tmp_path / run).checkpoint,
+                        {"config": cfg.to_dict(), "model": SimCLRModel(cfg.width, cfg.proj_dim).state_dict()})
+        logs.append(probe.run_probe(str(tmp_path / run), progress=False))
+    assert len(list((tmp_path / "shared").glob("*.pt"))) == 2  # the random encoder's train and test features
+    assert all(len(list(RunPaths(tmp_path / run).features.glob("*.pt"))) == 2 for run in "ab")  # each run's own
+    assert logs[0]["random"] == logs[1]["random"]
