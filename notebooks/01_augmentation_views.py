@@ -17,6 +17,7 @@ DATA = os.environ.get("SIMCLR_DATA", "cifar10")  # "cifar10" downloads; or a fol
 
 # %%
 import torch
+
 from simclr_core.augment import (
     AugmentationParams,
     SSLAugmentation,

@@ -34,6 +34,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+
 from simclr_core.loss import contrastive_metrics, nt_xent, simclr_logits_targets
 from simclr_core.plots import similarity_heatmap
 

@@ -31,6 +31,7 @@ import math
 
 import matplotlib.pyplot as plt
 from IPython.display import Markdown
+
 from simclr_core.config import make_config, scaled
 from simclr_core.engine import load_or_train, train_step
 from simclr_core.plots import ssl_loss, ssl_metrics, training_overview

@@ -24,6 +24,7 @@ RUN_DIR = "../runs/book"
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
+
 from simclr_core.analysis import entropy, nearest_neighbours, top_k_share
 from simclr_core.augment import normalize
 from simclr_core.config import make_config

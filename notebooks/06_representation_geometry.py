@@ -25,6 +25,7 @@ RUN_DIR = "../runs/book"
 # %%
 import matplotlib.pyplot as plt
 import torch
+
 from simclr_core.analysis import (
     alignment,
     knn_accuracy,

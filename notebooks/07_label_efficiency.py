@@ -39,6 +39,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from IPython.display import Markdown
+
 from simclr_core.analysis import brightness_views, knn_accuracy, linear_r2
 from simclr_core.config import make_config
 from simclr_core.data import ImageSet, labelled_indices, load_split
