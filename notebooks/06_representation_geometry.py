@@ -20,7 +20,9 @@ import os
 PRESET = "quick"  # "reference" on a GPU
 DATA = os.environ.get("SIMCLR_DATA", "cifar10")
 DEVICE = "auto"
-RUN_DIR = "../runs/book"
+# < 1: a run that many times as long, as a slower machine would make (README)
+SCALE = float(os.environ.get("SIMCLR_BOOK_SCALE", "1"))
+RUN_DIR = "../runs/book" if SCALE == 1 else f"../runs/book-{SCALE:g}"  # chapter 3's run
 
 # %%
 import matplotlib.pyplot as plt
@@ -34,24 +36,28 @@ from simclr_core.analysis import (
     weighted_knn_accuracy,
 )
 from simclr_core.augment import SSLAugmentation
-from simclr_core.config import make_config
-from simclr_core.data import load_split
+from simclr_core.config import make_config, scaled
+from simclr_core.data import balanced_indices, load_split
 from simclr_core.engine import load_or_train
 from simclr_core.model import SimCLRModel
 from simclr_core.plots import image_grid
-from simclr_core.probe import cached_features
+from simclr_core.probe import cached_features, shared_cache
 from simclr_core.runtime import pick_device, seed_everything, uses_bf16
 from simclr_core.storage import RunPaths
 
 # %% tags=["nbval-ignore-output"]
-cfg = make_config(PRESET, data=DATA, device=DEVICE)
+cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE), SCALE)
 device = pick_device(cfg.device)
 trained, _ = load_or_train(cfg, RUN_DIR, progress=False)
 seed_everything(cfg.seed)  # the same random-init weights as chapter 5's baseline
 models = {"SimCLR": trained.to(device).eval(),
           "random init": SimCLRModel(cfg.width, cfg.proj_dim).to(device).eval()}
-test = load_split(DATA, "test", subset=2000, seed=0)
-bank = load_split(DATA, "train", subset=10_000, seed=0)  # the k-NN "memory": labelled training images
+full_train = load_split(DATA, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)
+full_test = load_split(DATA, "test", cfg.data_root)  # the probe's images, all of them
+test_rows = balanced_indices(full_test.labels, 2000, seed=0)
+bank_rows = balanced_indices(full_train.labels, 10_000, seed=0)
+test = full_test.subset(test_rows)
+bank = full_train.subset(bank_rows)  # the k-NN "memory": labelled training images
 
 # %% [markdown]
 # ## Alignment and uniformity
@@ -67,11 +73,13 @@ geometry = {}
 with torch.no_grad():
     for name, model in models.items():
         z1, z2 = model(x1.to(device)).float().cpu(), model(x2.to(device)).float().cpu()
-        geometry[name] = {"z1": z1, "z2": z2, "alignment": alignment(z1, z2), "uniformity": uniformity(z1)}
+        geometry[name] = {"z1": z1, "z2": z2, "alignment": alignment(z1, z2),
+                          "uniformity": uniformity(z1)}
 
 # %% tags=["nbval-ignore-output"]
 for name, g in geometry.items():
-    print(f"{name:>12}: alignment {g['alignment']:.3f}   uniformity {g['uniformity']:.3f}")
+    a, u = g["alignment"], g["uniformity"]
+    print(f"{name:>12}: alignment {a:.3f}, uniformity {u:.3f}")
 
 # %% [markdown]
 # The random network's alignment looks excellent, and that is the trap: it maps *every* image to nearly the
@@ -88,8 +96,9 @@ for ax, (name, g) in zip(axes, geometry.items(), strict=True):
     positive = (g["z1"] * g["z2"]).sum(1)
     negative = (g["z1"] * g["z2"].roll(1, dims=0)).sum(1)
     bins = torch.linspace(-1, 1, 61).numpy()
-    ax.hist(positive.numpy(), bins=bins, alpha=0.6, density=True, label="two views of one image")
-    ax.hist(negative.numpy(), bins=bins, alpha=0.6, density=True, label="views of different images")
+    for values, label in ((positive, "two views of one image"),
+                          (negative, "views of different images")):
+        ax.hist(values.numpy(), bins=bins, alpha=0.6, density=True, label=label)
     ax.set(title=name, xlabel="cosine similarity")
     ax.legend(fontsize=8, loc="upper left")
 fig.tight_layout()
@@ -97,14 +106,16 @@ plt.show()
 
 # %% tags=["nbval-ignore-output"]
 def separation(g: dict) -> float:
-    """How far apart different images are, in units of how far apart one image's views are."""
+    """How far apart different images are, in units of one image's two views."""
     positive_distance = (g["z1"] - g["z2"]).pow(2).sum(1).mean()
     negative_distance = (g["z1"] - g["z2"].roll(1, dims=0)).pow(2).sum(1).mean()
     return (negative_distance / positive_distance).item()
 
 
 for name, g in geometry.items():
-    print(f"{name:>12}: different images are {separation(g):.1f}x farther apart than two views of one image")
+    times = separation(g)
+    print(f"{name:>12}: different images are {times:.1f}x farther apart than two views "
+          "of one image")
 
 # %% tags=["hide-cell"]
 # Checks on what the text claims: the trained embeddings are far more uniform than the
@@ -114,7 +125,7 @@ for name, g in geometry.items():
 assert geometry["SimCLR"]["uniformity"] < geometry["random init"]["uniformity"] - 1.0
 assert separation(geometry["SimCLR"]) > 2 * separation(geometry["random init"])
 assert geometry["SimCLR"]["alignment"] > 5 * geometry["random init"]["alignment"]
-assert geometry["random init"]["uniformity"] > -0.5  # near the single point's 0, far from the sphere's -4
+assert geometry["random init"]["uniformity"] > -0.5  # a point's 0, not the sphere's -4
 
 # %% [markdown]
 # ## k-NN accuracy: classes from neighbours alone
@@ -126,13 +137,17 @@ assert geometry["random init"]["uniformity"] > -0.5  # near the single point's 0
 
 # %% tags=["nbval-ignore-output"]
 bf16 = uses_bf16(cfg.precision, device)
-cache = RunPaths(RUN_DIR).features  # chapter 5 stored its features here; the same encoder and images reuse them
-features = {name: (cached_features(m.encoder, bank, cache, device, bf16),
-                   cached_features(m.encoder, test, cache, device, bf16)) for name, m in models.items()}
+caches = {"SimCLR": RunPaths(RUN_DIR).features, "random init": shared_cache()}
+every = {name: (cached_features(m.encoder, full_train, caches[name], device, bf16),
+                cached_features(m.encoder, full_test, caches[name], device, bf16))
+         for name, m in models.items()}  # features of every image, cached by chapter 5
+features = {name: (train_h[bank_rows], test_h[test_rows])
+            for name, (train_h, test_h) in every.items()}
 knn = {name: knn_accuracy(f_bank, bank.labels, f_test, test.labels, k=20)
        for name, (f_bank, f_test) in features.items()}
 for name, accuracy in knn.items():
-    print(f"{name:>12}: 20-NN test accuracy {accuracy:.3f}  (unweighted, 10,000-image bank, 2,000 queries)")
+    print(f"{name:>12}: 20-NN test accuracy {accuracy:.3f} (unweighted, 10,000-image "
+          f"bank, 2,000 queries)")
 
 # %% tags=["hide-cell"]
 # Check: neighbours in SimCLR feature space share the query's class more often than in
@@ -150,13 +165,10 @@ assert knn["SimCLR"] > knn["random init"] + 0.08
 # extracted and cached, so this takes seconds once chapter 5 has run.
 
 # %% tags=["nbval-ignore-output"]
-full_train = load_split(cfg.data, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)  # the probe's images
-full_test = load_split(cfg.data, "test", cfg.data_root)
 weighted_knn = {}
-for name, m in models.items():
-    train_h = cached_features(m.encoder, full_train, cache, device, bf16)
-    test_h = cached_features(m.encoder, full_test, cache, device, bf16)
-    weighted_knn[name] = weighted_knn_accuracy(train_h, full_train.labels, test_h, full_test.labels, k=200,
+for name, (train_h, test_h) in every.items():
+    weighted_knn[name] = weighted_knn_accuracy(train_h, full_train.labels, test_h,
+                                               full_test.labels, k=200,
                                                temperature=0.07)
     print(f"{name:>12}: weighted 200-NN test accuracy {weighted_knn[name]:.3f}  "
           f"({len(full_train)}-image bank, {len(full_test)} queries)")
@@ -178,7 +190,8 @@ assert weighted_knn["SimCLR"] > weighted_knn["random init"] + 0.08
 queries = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:5]
 for name, (f_bank, f_test) in features.items():
     neighbours = nearest_neighbours(f_test[queries], f_bank, k=7)
-    rows = torch.cat([torch.stack([test.images[q], *bank.images[n]]) for q, n in zip(queries, neighbours, strict=True)])
+    rows = torch.cat([torch.stack([test.images[q], *bank.images[n]])
+                      for q, n in zip(queries, neighbours, strict=True)])
     titles = [bank.classes[int(c)] for q, n in zip(queries, neighbours, strict=True)
               for c in [test.labels[q], *bank.labels[n]]]
     fig = image_grid(rows, titles=titles, ncols=8, size=1.15)
@@ -190,11 +203,13 @@ many = torch.randperm(len(test), generator=torch.Generator().manual_seed(1))[:50
 same_class_share = {}
 for name, (f_bank, f_test) in features.items():
     neighbours = nearest_neighbours(f_test[many], f_bank, k=7)
-    same_class_share[name] = (bank.labels[neighbours] == test.labels[many, None]).float().mean().item()
+    same = bank.labels[neighbours] == test.labels[many, None]
+    same_class_share[name] = same.float().mean().item()
     shown = nearest_neighbours(f_test[queries], f_bank, k=7)
     shown_same = int((bank.labels[shown] == test.labels[queries, None]).sum())
-    print(f"{name:>12}: same-class neighbours: {shown_same} of {shown.numel()} in the gallery, "
-          f"a share of {same_class_share[name]:.2f} over {len(many)} queries (chance: 0.10)")
+    print(f"{name:>12}: same-class neighbours: {shown_same} of {shown.numel()} in the "
+          f"gallery, a share of {same_class_share[name]:.2f} over {len(many)} queries "
+          f"(chance: 0.10)")
 
 # %% tags=["hide-cell"]
 # Check: over many queries, the SimCLR neighbours share the query's class more often
@@ -221,8 +236,8 @@ assert same_class_share["SimCLR"] > same_class_share["random init"] + 0.03
 # 2. *How many neighbours?* Run the unweighted k-NN cell with `k=1`, `5` and `200`, and the weighted one with
 #    `temperature=1.0` (nearly a plain count). Predict which $k$ the random encoder likes best, and how much of
 #    the gap between the two protocols is the weighting and how much the bigger bank.
-# 3. *k-NN on z.* Use `cached_features(m, bank, cache, device, bf16)` and the same for `test` (the whole model,
-#    so $z$) in place of `m.encoder`. Compare with chapter 5's first exercise, which asks the same of the linear
+# 3. *k-NN on z.* In the k-NN cell, pass `m` (the whole model, so $z$) to `cached_features` in place of
+#    `m.encoder`. Compare with chapter 5's first exercise, which asks the same of the linear
 #    probe.
 # 4. *Temperature and uniformity.* Run this chapter on a run trained at `temperature=0.5` (chapter 3's
 #    exercises). {cite:t}`wang2021behaviour` report that a higher temperature gives a less uniform embedding;
