@@ -97,7 +97,8 @@ def probe_accuracy(probe_log: dict[str, Any]) -> Figure:
 
 
 def label_efficiency(curves: dict[str, dict[int, list[float]]], runs: dict[str, dict[int, float]] | None = None,
-                     references: dict[str, float] | None = None, reference_budget: int = 5000) -> Figure:
+                     references: dict[str, float] | None = None, reference_budget: int = 5000,
+                     title: str = "What pre-training buys when labels are scarce") -> Figure:
     """Test accuracy against labelled images per class (log axis). `curves`: per method, the scores of several
     labelled subsets per budget, drawn as their mean (a line) and every score (dots: the spread). `runs`: one
     trained run per budget, squares on a dashed line. `references`: full-label accuracies measured elsewhere,
@@ -117,11 +118,32 @@ def label_efficiency(curves: dict[str, dict[int, list[float]]], runs: dict[str, 
                     xytext=(-8, 0), textcoords="offset points", ha="right", va="center")
     ax.axhline(0.1, color="k", ls=":", lw=1, label="chance (10 classes)")
     ax.set(xscale="log", xlabel="labelled training images per class", ylabel="test accuracy", ylim=(0, 1),
-           title="What pre-training buys when labels are scarce")
+           title=title)
     budgets = sorted({n for scores in [*curves.values(), *(runs or {}).values()] for n in scores})
     ax.set_xticks(budgets, [f"{n:,}" for n in budgets])
     ax.minorticks_off()
     ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def line_chart(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str, title: str,
+               log_x: bool = False, log_y: bool = False, dashed: tuple[str, ...] = (),
+               levels: dict[str, float] | None = None) -> Figure:
+    """Each named series of (x, y) points as a line with markers; `dashed` series (measured elsewhere, or
+    extrapolated) dashed and hollow; `levels` as labelled horizontal lines (chance, a collapsed loss)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    for name, points in series.items():
+        xs, ys = zip(*sorted(points), strict=True)
+        hollow = name in dashed
+        ax.plot(xs, ys, "--" if hollow else "-", marker="o", ms=4, lw=1.6, label=name,
+                markerfacecolor="none" if hollow else None)
+    for name, value in (levels or {}).items():
+        ax.axhline(value, color="k", ls=":", lw=1)
+        ax.annotate(name, (ax.get_xlim()[0], value), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xscale="log" if log_x else "linear",
+           yscale="log" if log_y else "linear")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -18,3 +18,25 @@ def test_accuracy_bars_draw_one_labelled_bar_per_value() -> None:
     assert [label.get_text() for label in ax.get_xticklabels()] == list(accuracies)
     assert [text.get_text() for text in ax.texts] == ["0.410", "0.330", "0.520"]
     assert ax.get_title() == "ablation"
+
+
+def test_line_chart_draws_each_series_sorted_and_marks_what_was_measured_elsewhere() -> None:
+    from simclr_core.plots import line_chart
+
+    fig = line_chart({"ours": [(4, 0.5), (1, 0.3), (2, 0.4)], "theirs": [(1, 0.6), (8, 0.9)]}, "x", "y", "t",
+                     log_x=True, dashed=("theirs",), levels={"chance": 0.1})
+    ax = fig.axes[0]
+    ours, theirs = ax.lines[:2]
+    assert list(ours.get_xdata()) == [1, 2, 4] and list(ours.get_ydata()) == [0.3, 0.4, 0.5]
+    assert ours.get_linestyle() == "-" and theirs.get_linestyle() == "--" and theirs.get_markerfacecolor() == "none"
+    assert ax.lines[2].get_ydata()[0] == 0.1 and ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["ours", "theirs"]
+
+
+def test_training_overview_shows_the_online_knn_beside_the_task() -> None:
+    from simclr_core.plots import training_overview
+
+    evals = [{"epoch": e, "loss": 5 - e, "p_pos": 0.1 * e, "top1": 0.2 * e, "knn": 0.2 + 0.05 * e} for e in (1, 2, 3)]
+    axes = training_overview({"evals": evals}).axes
+    assert [ax.get_title() for ax in axes] == ["held-out loss", "finding the partner view", "k-NN on classes (online)"]
+    assert list(axes[2].lines[0].get_ydata()) == pytest.approx([0.25, 0.3, 0.35])
