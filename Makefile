@@ -14,10 +14,13 @@ CHAPTERS := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 # jupyter-book run by $(PYTHON), not whichever jupyter-book is first on PATH (jupyter_book has no __main__).
 JUPYTER_BOOK := $(PYTHON) -c "from jupyter_book.cli.main import main; main()"
 
-.PHONY: install book notebooks quick test bench clean
+.PHONY: install book lab notebooks quick test bench clean
 
 install:  ## the package with everything: the book, running the chapters, the tests
 	$(PYTHON) -m pip install -e ".[book,notebooks,test]"
+
+lab: $(UNPACK)  ## JupyterLab on the chapters: a .py opens as a notebook, MyST renders (after make install)
+	jupyter lab --LabApp.app_settings_dir=$(CURDIR)/notebooks/jupyterlab-settings notebooks/
 
 $(LOCAL_CIFAR)/train:
 	mkdir -p data && tar -xzf $(SHARED_CIFAR) -C data
