@@ -238,7 +238,7 @@ first_epoch = log["step_loss"][:steps_per_epoch]
 first_epoch_mean = sum(first_epoch) / len(first_epoch)
 tail = first_epoch[-max(1, steps_per_epoch // 10):]
 first_epoch_end = sum(tail) / len(tail)
-first_eval = log["evals"][0]
+first_eval = log["evals"][1]  # evals[0] is the untrained network, before step 1
 print(f"epoch 1: mean training loss {first_epoch_mean:.3f}, over its last {len(tail)} "
       f"steps {first_epoch_end:.3f}; held-out at epoch {first_eval['epoch']}: "
       f"{first_eval['loss']:.3f}")
@@ -284,40 +284,41 @@ plt.show()
 
 # %% tags=["nbval-ignore-output"]
 evals = log["evals"]
-first, last = evals[0], evals[-1]
-middle = evals[len(evals) // 2]
+untrained, first, last = evals[0], evals[1], evals[-1]  # step 0, epoch 1, the end
 for name in ("loss", "p_pos", "top1", "knn"):
     path = " -> ".join(f"epoch {e['epoch']} {e[name]:.3f}"
-                       for e in (first, middle, last))
+                       for e in (untrained, first, last))
     print(f"{name:>6}: {path}")
-loss_drop = [(first["loss"] - middle["loss"]), (middle["loss"] - last["loss"])]
-knn_gain = [(middle["knn"] - first["knn"]), (last["knn"] - middle["knn"])]
-for half, drop, gain in zip(("first", "second"), loss_drop, knn_gain, strict=True):
-    print(f"{half} half of the evaluations: loss -{drop:.3f}, k-NN +{gain:.3f}")
 
 # %% tags=["hide-cell"]
 # Checks on what the text claims: the loss starts near log(N - 1) and falls; held-out
 # top-1 ends far above chance (above 0.5, over 100 times chance); top-1 and p_pos both
-# climb by more than 0.2; the online k-NN ends well above chance (0.1) and above where
-# it started; and in the second half of the run the loss falls by less than a third of
-# its first-half drop while the k-NN still gains at least a quarter of what it gained in
-# the first half.
+# climb by more than 0.2; the online k-NN gains more than 4 points in the first epoch,
+# and less after it than in it, while top-1 gains more than 10 points after the first
+# epoch.
 chance = 1 / (2 * cfg.batch_size - 1)
 assert abs(log["step_loss"][0] - math.log(2 * cfg.batch_size - 1)) < 0.5
+assert abs(untrained["loss"] - math.log(2 * cfg.batch_size - 1)) < 0.5
 assert log["epochs"][-1]["loss"] < log["epochs"][0]["loss"] - 0.5
-assert last["top1"] > max(0.5, 100 * chance) and last["top1"] > first["top1"] + 0.2
-assert last["p_pos"] > first["p_pos"] + 0.2
-assert last["knn"] > 0.25 and last["knn"] > first["knn"] + 0.03
-assert loss_drop[1] < loss_drop[0] / 3 and knn_gain[1] > knn_gain[0] / 4
+assert last["top1"] > max(0.5, 100 * chance) and last["top1"] > untrained["top1"] + 0.2
+assert last["p_pos"] > untrained["p_pos"] + 0.2
+assert first["knn"] > untrained["knn"] + 0.04
+assert last["knn"] - first["knn"] < first["knn"] - untrained["knn"]
+assert last["top1"] > first["top1"] + 0.1
 
 # %% [markdown]
-# Read the three panels together. The contrastive task is mostly solved early: the held-out loss drops most in
-# the first epochs and then flattens, and top-1 and p_pos follow it. The k-NN accuracy keeps climbing after the
-# loss has flattened: the network goes on rearranging its features in ways that barely change how well it
-# finds a view's partner but make images of one class neighbours. This is the answer to a question users of
-# public SimCLR code often ask, why "the loss plateaus while the probe still improves": the loss measures the
-# pretext task, and a flat loss does not mean the features have stopped improving. So judge a run by a label-using
-# measure of its features (this k-NN, or chapter 5's probe), and use the loss to see that training is healthy.
+# Read the three panels together, from left to right. Before the first step (epoch 0) the untrained network
+# sits at the collapsed loss, top-1 near chance, and a k-NN accuracy of about a quarter: a random network's
+# features already put some images of one class together (chapter 5's random-init baseline). After one epoch
+# the k-NN has made most of the gain it will make in this run; after that the contrastive task goes on
+# improving, the loss falling and top-1 rising by more than ten points, while the k-NN moves by a few points at
+# most, about as much as its own noise (500 test queries: a point or two either way). So how well the network
+# solves its pretext task and how well its features separate classes are different things, and they do not
+# move together: in this short run most of what the features gained on classes came first, and the task kept
+# improving after. Users of public SimCLR code meet the mirror image in long runs, a loss that has flattened
+# while the probe still improves. Either way, judge a run by a label-using measure of its features (this k-NN, or
+# chapter 5's linear probe, which reads more of the features than a 20-NN vote on a small bank), and use the loss
+# to see that training is healthy.
 #
 # **What to take away**
 # - A SimCLR step is six lines: both views through the network in one pass, NT-Xent with the temperature
@@ -325,7 +326,7 @@ assert loss_drop[1] < loss_drop[0] / 3 and knn_gain[1] > knn_gain[0] / 4
 #   run needs.
 # - The loss falls from the collapsed value $\log(N-1)$ as the network learns to pick each view's partner.
 # - top-1 is retrieval within a batch, not accuracy on classes; the online k-NN (and chapter 5's linear probe)
-#   measure the features, and they keep improving after the loss has flattened.
+#   measure the features; they do not move in step with the loss.
 # - The checkpoint in `RUN_DIR` is what chapters 4-7 analyse.
 #
 # **Exercises.** Exercises 2-5 train a new run (about as long as the book's, minutes on a CPU), so give each its

@@ -6,7 +6,8 @@ optimizer. `train_ssl` runs it in a loop, read top to bottom in `_train_loop`:
 1. `setup_run` makes everything the loop works with, as one `Run`: the checked config, device and precision,
    model, optimizer, loss, the two-view loader, the log, the run's length (`budget.TimeBudget`: with a time
    budget it times a few steps first) and the schedule; a resumed run restores all of it from its checkpoint,
-   every random state included, and its `Position` says where to continue;
+   every random state included, and its `Position` says where to continue; a new run is evaluated once before
+   its first step;
 2. for every batch: `train_step`, then a schedule step; every `sync_every` steps the losses come back from the
    device (`PendingLosses`: the log, the NaN check), and the budget and stop signals (Ctrl-C, SIGTERM) are
    checked: a stop saves a checkpoint at that step and says how to resume;
@@ -328,8 +329,10 @@ def setup_run(cfg: Config, out: str, train_set: ImageSet | None, eval_set: Image
               make_loss(cfg, world),
               train_set, eval_set, loader, log, budget, Position.of_checkpoint(saved) if saved else Position(),
               saved is not None, KnnMonitor.of(cfg, train_set, eval_set))
-    if budget.limited and saved is None:
-        plan_budget(run)
+    if saved is None:
+        eval_seconds = evaluate_untrained(run)  # an evaluation's cost depends on the device far more than a step's
+        if budget.limited:
+            plan_budget(run, eval_seconds)
     log["total_steps"] = budget.total_steps
     if warmup >= budget.total_steps:
         raise ValueError(f"warmup_epochs={cfg.warmup_epochs} ({warmup} steps) covers "
@@ -342,14 +345,18 @@ def setup_run(cfg: Config, out: str, train_set: ImageSet | None, eval_set: Image
     return run
 
 
-def plan_budget(run: Run) -> None:
-    """Time a few steps and one evaluation, and plan the steps that fit in the budget."""
-    step_seconds = calibrate_step_seconds(run)
-    eval_start = time.perf_counter()
-    if run.world.is_main:  # measured once: an evaluation's cost depends on the device far more than a step's
-        evaluate(run)
-    eval_seconds = distributed.max_over_processes(time.perf_counter() - eval_start, run.world, run.device)
-    run.budget.plan(step_seconds, eval_seconds, run.steps_per_epoch * run.cfg.eval_every)
+def evaluate_untrained(run: Run) -> float:
+    """The evaluation at step 0, where every curve of the log starts; returns the seconds it took (on the slowest
+    process: only the main one evaluates)."""
+    start = time.perf_counter()
+    if run.world.is_main:
+        run.log["evals"].append({"epoch": 0, **evaluate(run)})
+    return distributed.max_over_processes(time.perf_counter() - start, run.world, run.device)
+
+
+def plan_budget(run: Run, eval_seconds: float) -> None:
+    """Time a few steps and plan the steps that fit in the budget, evaluations (`eval_seconds` each) included."""
+    run.budget.plan(calibrate_step_seconds(run), eval_seconds, run.steps_per_epoch * run.cfg.eval_every)
     run.log["budget"] = run.budget.record
 
 

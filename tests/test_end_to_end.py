@@ -26,7 +26,7 @@ def test_training_lowers_the_loss_and_writes_checkpoint_and_log(run_dir: Path) -
     epoch_losses = [e["loss"] for e in log["epochs"]]
     assert len(epoch_losses) == 4 and log["finished"]
     assert epoch_losses[-1] < epoch_losses[0] - 0.1, epoch_losses
-    assert [e["epoch"] for e in log["evals"]] == [1, 2, 3, 4]
+    assert [e["epoch"] for e in log["evals"]] == [0, 1, 2, 3, 4]  # 0: the untrained network
     assert all(0 <= e["p_pos"] <= 1 and 0 <= e["top1"] <= 1 for e in log["evals"])
     state = load_checkpoint(paths.checkpoint)
     assert state["epoch"] == 4 and state["config"]["width"] == 8
