@@ -15,6 +15,7 @@ Groups (`--group`), all at the base configuration's 1,000 steps unless named oth
 - `scaling`: seed 0 at 550 to 8,800 steps: accuracy against images seen;
 - `heads`: no projection head and a linear one, seeds 0-2 (the MLP head's are `seeds` 0-2);
 - `temperatures`: T = 0.1, 0.2, 0.5 and 1.0, seeds 0 and 1 (T = 0.05 is the base);
+- `augmentations`: chapter 1's ablation again (bench/ablation.py trained it without these measures), seed 0;
 - `pitfalls`: chapter 8's mistakes in pre-training (simclr_core.pitfalls, or a config field where the choice is
   legitimate elsewhere): the ImageNet stem, the self-similarity left unmasked, the positive's index off by one,
   embeddings not normalised, pre-training on the test images too (against the same number of training
@@ -27,7 +28,8 @@ machine kind) is skipped, so the script can be stopped and run again. A run whos
 at its last checkpoint (pitfall runs save every epoch) and says where it stopped. Checkpoints stay in
 runs/bench/NAME. Usage (about 5 minutes a row on a 2-core CPU):
 
-    python bench/pretraining.py --data data/cifar10-jpeg --group seeds scaling heads temperatures pitfalls
+    python bench/pretraining.py --data data/cifar10-jpeg --group seeds scaling heads temperatures \
+        augmentations pitfalls
 """
 
 from __future__ import annotations
@@ -68,6 +70,8 @@ GROUPS: dict[str, dict[str, dict[str, Any]]] = {  # group -> row name -> overrid
               for head in ("none", "linear") for seed in range(3)},
     "temperatures": {f"T {t:g} seed {seed}": dict(temperature=t, seed=seed, **BASE)
                      for t in (0.1, 0.2, 0.5, 1.0) for seed in range(2)},
+    "augmentations": {name: dict(augmentations=steps, **BASE) for name, steps in (  # chapter 1's ablation
+        ("crop only", "crop,flip"), ("colour only", "flip,jitter"), ("crop + colour", "crop,flip,jitter"))},
     "pitfalls": {
         "imagenet stem": dict(stem="imagenet", train_resolution=32, **BASE),  # on 16x16 views layer4 sees 1x1
         "self-similarity unmasked": dict(make_loss=pitfalls.unmasked_loss, **SAVED),
