@@ -31,26 +31,27 @@ RUN_DIR = "../runs/book" if SCALE == 1 else f"../runs/book-{SCALE:g}"  # chapter
 SEEDS = {1: 5, 5: 5, 25: 5, 100: 5, 500: 3, 5000: 1}  # labels per class -> subsets drawn
 
 # %%
-import math
-import statistics
 import time
 
 chapter_start = time.perf_counter()
 
-import matplotlib.pyplot as plt
 from IPython.display import Markdown
 
 from simclr_core.config import make_config, scaled
 from simclr_core.data import load_split
 from simclr_core.engine import load_or_train
-from simclr_core.plots import label_efficiency as label_efficiency_figure
-from simclr_core.plots import line_chart
-from simclr_core.probe import (budget_weight_decay, cached_features, label_efficiency,
-                               pixel_features, random_encoder, shared_cache,
-                               train_linear_probe)
-from simclr_core.runtime import machine_description, pick_device, uses_bf16
+from simclr_core.probe import (
+    budget_weight_decay,
+    cached_features,
+    label_efficiency,
+    pixel_features,
+    random_encoder,
+    shared_cache,
+    train_linear_probe,
+)
+from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.storage import RunPaths
-from simclr_core.stored import by_name, rows, seed_spread
+from simclr_core.stored import by_name, rows
 
 cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE), SCALE)
 device = pick_device(cfg.device)

@@ -11,8 +11,27 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 
 
-def test_there_are_seven_chapters() -> None:
-    assert len(SOURCES) == 7
+CODE_COLUMNS = 88  # the built book shows code cells in a column of about 90 characters
+
+
+def test_there_are_eight_chapters() -> None:
+    assert len(SOURCES) == 8
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_code_fits_the_page_and_checks_are_folded(source: Path) -> None:
+    """No code cell scrolls sideways in the book, and every check cell is folded (Jupyter Book's hide-cell tag:
+    one click opens it); nbval's cell tags, not comment lines, say which outputs depend on the machine."""
+    notebook = jupytext.read(source)
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        long = [line for line in cell.source.splitlines() if len(line) > CODE_COLUMNS]
+        assert not long, f"{source.name}: code lines over {CODE_COLUMNS} characters: {long}"
+        tags = cell.metadata.get("tags", [])
+        if cell.source.lstrip().startswith("# Check"):
+            assert "hide-cell" in tags, f"{source.name}: a check cell is not folded: {cell.source[:60]!r}"
+        assert "NBVAL_IGNORE_OUTPUT" not in cell.source, f"{source.name}: use the nbval-ignore-output tag"
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
