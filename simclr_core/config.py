@@ -15,10 +15,15 @@ from typing import Any
 RECIPE_STEPS = ("crop", "flip", "jitter", "blur")  # the augmentation recipe's steps, in order (augment.py)
 
 DATA_ENV_VAR = "SIMCLR_DATA"  # overrides the default of `Config.data`, e.g. a local ImageFolder copy
+PRECISION_ENV_VAR = "SIMCLR_PRECISION"  # overrides the default of `precision`: fp32 makes a bf16 machine a laptop
 
 
 def _default_data() -> str:
     return os.environ.get(DATA_ENV_VAR, "cifar10")
+
+
+def default_precision() -> str:
+    return os.environ.get(PRECISION_ENV_VAR, "auto")
 
 
 @dataclass
@@ -73,7 +78,7 @@ class Config:
     num_workers: int = 0  # DataLoader worker processes for the reference pipeline's per-image augmentation
     # "auto": bfloat16 autocast where the device multiplies bf16 natively (CUDA from Ampere on, CPUs with AMX or
     # AVX512-BF16; measured on MPS), else float32; "bf16" or "fp32" force one. The loss is always float32.
-    precision: str = "auto"
+    precision: str = dataclasses.field(default_factory=default_precision)
     compile: bool = False  # torch.compile the model (CUDA; minutes of compilation pay off on long runs)
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (SimCLR's global BN)
     # linear probe: multinomial logistic regression on standardised frozen features, full-batch L-BFGS
@@ -178,7 +183,8 @@ FIELD_HELP: dict[str, str] = {
     "seed": "seed of every random draw: the same seed on the same machine repeats a run exactly",
     "device": "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps",
     "num_workers": "DataLoader worker processes of the reference pipeline",
-    "precision": "auto (bf16 where this hardware runs it fast, else fp32), bf16 or fp32; the loss is always fp32",
+    "precision": f"auto (bf16 where this hardware runs it fast, else fp32), bf16 or fp32; the loss is always fp32; "
+                 f"${PRECISION_ENV_VAR} sets the default",
     "compile": "true: torch.compile the model (minutes of compilation; pays off on long GPU runs)",
     "sync_bn": "true: under torchrun, BatchNorm statistics over the global batch",
     "probe_steps": "L-BFGS iterations of the linear probe (full batch, on cached features)",

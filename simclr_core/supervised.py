@@ -36,7 +36,7 @@ from tqdm import tqdm
 from .augment import AugmentationParams, recipe_params
 from .batch_augment import BatchAugmentation
 from .budget import TimeBudget, median_step_seconds
-from .config import RECIPE_STEPS, Config
+from .config import RECIPE_STEPS, Config, default_precision
 from .data import ImageSet, balanced_indices, labelled_indices, load_split
 from .model import CifarResNet18, load_model, memory_format
 from .optim import lr_factor
@@ -73,7 +73,7 @@ class SupervisedConfig:
     crop_min_scale: float = 0.3
     seed: int = 0
     device: str = "auto"
-    precision: str = "auto"
+    precision: str = dataclasses.field(default_factory=default_precision)
 
     def validate(self) -> SupervisedConfig:
         """Raise ValueError naming the first bad field and what to do; return self when fine."""

@@ -51,7 +51,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(cifar_train, cifar_tes
                                                           monkeypatch: pytest.MonkeyPatch, pipeline: str,
                                                           stop_step: int, signum: int) -> None:
     # smoke: 384 images / batch 64 = 6 steps an epoch: step 6 ends epoch 1, step 11 is inside epoch 2
-    cfg = make_config("smoke", data="cifar10", epochs=3, save_every=2, pipeline=pipeline, lr_schedule="cosine")
+    cfg = make_config("smoke", data="cifar10", epochs=2, save_every=2, pipeline=pipeline, lr_schedule="cosine")
     kwargs = dict(progress=False, train_set=cifar_train, eval_set=cifar_test)
     whole = train_ssl(cfg, str(tmp_path / "whole"), **kwargs)
 
@@ -207,7 +207,7 @@ def test_sigkill_at_random_moments_never_leaves_a_torn_checkpoint(cifar_dir: Pat
             deadline = time.monotonic() + 120
             while not RunPaths(out).checkpoint.is_file() and process.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
-        time.sleep(rng.uniform(4.0, 7.0))
+        time.sleep(rng.uniform(3.0, 5.0))
         if process.poll() is None:
             process.kill()
             kills += 1
