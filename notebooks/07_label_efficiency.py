@@ -243,3 +243,173 @@ for n in label_budgets:
 lines.append("| seconds | " + " | ".join(f"{min(cost[m]):.0f}-{max(cost[m]):.0f}"
                                          for m in methods) + " |")
 Markdown("\n".join(lines))
+
+# %%
+curves_at_B = {f"{names[m]} ({'B' if m != 'LP-FT' else 'B + 60 s'})": results[m]
+               for m in ("SimCLR probe", "scratch", "LP-FT")}
+naive = {names["naive FT"] + " (B + 60 s)": {n: mean(s) for n, s in results["naive FT"].items()}}
+fig = label_efficiency_figure(curves_at_B, naive, reference_budget=ALL,
+                              title=f"Equal compute: B = {B} s on one 2-core CPU")
+fig.savefig("../book/figures/equal_compute.png", dpi=110, metadata={"Software": None})
+plt.show()
+
+# %% [markdown]
+# PROSE: the reading of the table and figure (written from the stored numbers; the checks below pin it).
+#
+# ## 3. Why naive fine-tuning can fall below the frozen probe
+#
+# Naive fine-tuning starts from the same encoder as the probe and can change it as it likes, yet it can end
+# below the probe that left the encoder alone. {cite:t}`kumar2022finetuning` explained why: the new linear layer
+# starts random, so its first gradients are large and point nowhere in particular, and they flow into the
+# encoder and **distort the features** before the layer has learned to use them. LP-FT avoids it by starting
+# the layer where the probe ended. Each fine-tuning run of `bench/payoff.py` was followed by one more
+# measurement: the linear probe refitted on the *fine-tuned* encoder's frozen features, on the same labelled
+# images. If fine-tuning had only added to the features, that probe could not be worse than the original one.
+
+# %% tags=["nbval-ignore-output"]
+refit = {}
+for row in final:
+    if "refit_probe_accuracy" in row:
+        refit.setdefault(row["method"], {})[row["labels_per_class"]] = row["refit_probe_accuracy"]
+probe_seed0 = {row["labels_per_class"]: row["test_accuracy"] for row in final
+               if row["method"] == "SimCLR probe" and row["label_seed"] == 0}
+lines = ["| labels per class | probe of the SimCLR features | " +
+         " | ".join(f"probe after {names[m]}" for m in refit) + " |",
+         "| --- | --- |" + " --- |" * len(refit)]
+for n in sorted(probe_seed0):
+    lines.append(f"| {n} | {probe_seed0[n]:.3f} | " +
+                 " | ".join(f"{refit[m].get(n, float('nan')):.3f}" for m in refit) + " |")
+Markdown("\n".join(lines))
+
+# %% [markdown]
+# PROSE: what the refitted probes show.
+#
+# ## 4. Accuracy against compute
+#
+# Section 2 compared everything at one budget. How does the answer move with compute? Below, with all 5,000
+# labels a class: training from scratch at budgets from 30 s to 4 B, and SimCLR + its probe at five lengths of
+# pre-training (`bench/pretraining.py`'s runs of 550 to 8,800 steps, costed at the book run's seconds a step
+# plus the probe's seconds).
+
+# %% tags=["nbval-ignore-output"]
+per_step = book["pretrain_seconds"] / book["steps"]  # the quiet book run: steps, evaluations
+scaling = sorted(rows("pretraining", "scaling"), key=lambda row: row["steps"])
+simclr_compute = [(row["steps"] * per_step + book["probe_seconds"], row["probe_h"])
+                  for row in scaling]
+scratch_compute = sorted((row["compute_seconds"], row["test_accuracy"]) for row in final + payoff
+                         if row["method"] == "scratch" and row["labels_per_class"] == ALL
+                         and row["group"] in ("final", "compute"))
+lp_ft_all = [(cost, accuracy) for cost, accuracy, row in
+             ((row["pretrain_seconds"] + row["compute_seconds"], row["test_accuracy"], row)
+              for row in final) if row["method"] == "LP-FT" and row["labels_per_class"] == ALL]
+fig = line_chart({"SimCLR + linear probe": simclr_compute, "from scratch": scratch_compute,
+                  "SimCLR + LP-FT": lp_ft_all},
+                 "seconds of compute (pre-training + probe, or training) on one 2-core CPU",
+                 "test accuracy, all 5,000 labels a class", "Accuracy against compute",
+                 log_x=True)
+plt.show()
+for seconds, accuracy in scratch_compute:
+    print(f"from scratch, {seconds:>5.0f} s: {accuracy:.3f}")
+for seconds, accuracy in simclr_compute:
+    print(f"SimCLR + probe, {seconds:>5.0f} s: {accuracy:.3f}")
+
+# %% [markdown]
+# PROSE: where the lines cross.
+#
+# At B, then, where does the lead change hands as labels grow? The crossover below interpolates, on a log scale
+# of labels per class, between the two budgets where training from scratch goes from behind the SimCLR probe to
+# ahead of it; its spread comes from doing so for every pairing of the labelled subsets at those two budgets.
+
+# %% tags=["nbval-ignore-output"]
+def crossover(a: dict[int, list[float]], b: dict[int, list[float]]) -> list[float]:
+    """Labels per class where b overtakes a, one value per pairing of the subsets at the two budgets that
+    bracket the change (log-linear interpolation); empty when b never overtakes a."""
+    budgets = sorted(set(a) & set(b))
+    for low, high in zip(budgets, budgets[1:], strict=False):
+        if mean(b[low]) <= mean(a[low]) and mean(b[high]) > mean(a[high]):
+            values = []
+            for i in range(min(len(a[low]), len(b[low]))):
+                for j in range(min(len(a[high]), len(b[high]))):
+                    gap_low, gap_high = b[low][i] - a[low][i], b[high][j] - a[high][j]
+                    share = -gap_low / (gap_high - gap_low) if gap_high != gap_low else 0.5
+                    share = min(max(share, 0.0), 1.0)
+                    values.append(math.exp(math.log(low) + share * math.log(high / low)))
+            return values
+    return []
+
+
+crossing = crossover(results["SimCLR probe"], results["scratch"])
+if crossing:
+    print(f"from scratch overtakes the SimCLR probe at about {statistics.median(crossing):.0f} "
+          f"labels per class ({min(crossing):.0f}-{max(crossing):.0f} over the subsets)")
+else:
+    print("from scratch never overtakes the SimCLR probe at equal compute here")
+
+# %% [markdown]
+# PROSE: the crossover.
+#
+# ## 5. How far is a CPU run from a GPU run?
+#
+# The five pre-training lengths above, now against the images the encoder saw (batches of 128: 550 steps are
+# 70,400 images, 8,800 steps 1.1 million, 22 passes of 50,000), probed two ways: the linear probe and the
+# weighted 200-NN of chapter 6. Beside them, dashed, a public GPU run of SimCLR with a ResNet-18 on CIFAR-10 at
+# 1, 10, 30 and 1,000 epochs of all 50,000 images (the EMP-SSL README's table; its own augmentations, 32x32
+# views and probe, evaluated during one long run rather than at the end of runs fitted to each length: so not
+# the same protocol, only the same task).
+
+# %% tags=["nbval-ignore-output"]
+public = [(1 * 50_000, 0.282), (10 * 50_000, 0.565), (30 * 50_000, 0.663), (1000 * 50_000, 0.910)]
+ours = {"this book: linear probe": [(row["images_seen"], row["probe_h"]) for row in scaling],
+        "this book: weighted 200-NN": [(row["images_seen"], row["knn200_h"]) for row in scaling]}
+points = [(math.log2(row["images_seen"]), row["probe_h"]) for row in scaling]
+n = len(points)
+mx, my = sum(x for x, _ in points) / n, sum(y for _, y in points) / n
+slope = sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+extrapolated = [(2 ** x, my + slope * (x - mx))
+                for x in (points[-1][0], points[-1][0] + 2, points[-1][0] + 4)]
+fig = line_chart({**ours, "public GPU run (EMP-SSL README)": public,
+                  "extrapolated: the same gain per doubling": extrapolated},
+                 "images seen in pre-training", "test accuracy",
+                 "Accuracy against pre-training images", log_x=True,
+                 dashed=("public GPU run (EMP-SSL README)",
+                         "extrapolated: the same gain per doubling"),
+                 levels={"chance": 0.1})
+plt.show()
+gains = [b[1] - a[1] for a, b in zip(points, points[1:], strict=False)]
+print(f"probe gain per doubling of the steps: {[round(g, 3) for g in gains]}; "
+      f"fitted {slope:.3f}")
+
+# %% [markdown]
+# PROSE: the scaling reading, marked as an extrapolation.
+#
+# ## 6. How much does a run vary by chance?
+#
+# Every comparison of two single runs in this book needs an error bar. `bench/pretraining.py` trained the
+# base configuration (the `quick` preset at 1,000 steps, chapter 1's ablation size) five times, with seeds 0 to
+# 4: the seed draws the initial weights, every augmentation, the batches, and the 10,000 training images.
+
+# %% tags=["nbval-ignore-output"]
+seeds = rows("pretraining", "seeds")
+measures = {"linear probe on h": "probe_h", "linear probe on z": "probe_z",
+            "weighted 200-NN on h": "knn200_h", "effective rank of h": "effective_rank_h"}
+lines = ["| measure | " + " | ".join(row["name"] for row in seeds) +
+         " | mean | standard deviation | range |", "| --- |" + " --- |" * (len(seeds) + 3)]
+for label, key in measures.items():
+    spread = seed_spread(key)
+    lines.append(f"| {label} | " + " | ".join(f"{row[key]:.4g}" for row in seeds) +
+                 f" | {spread.mean:.4g} | {spread.std:.2g} | {spread.high - spread.low:.2g} |")
+Markdown("\n".join(lines))
+
+# %% [markdown]
+# PROSE: the spread, and the comparisons it settles.
+
+# %% tags=["nbval-ignore-output"]
+print(f"chapter executed in {time.perf_counter() - chapter_start:.0f} s on "
+      f"{machine_description()}")
+
+# %% [markdown]
+# **What to take away**
+# - PROSE
+#
+# **Exercises**
+# 1. PROSE

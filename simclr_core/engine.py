@@ -355,8 +355,10 @@ def evaluate_untrained(run: Run) -> float:
 
 
 def plan_budget(run: Run, eval_seconds: float) -> None:
-    """Time a few steps and plan the steps that fit in the budget, evaluations (`eval_seconds` each) included."""
-    run.budget.plan(calibrate_step_seconds(run), eval_seconds, run.steps_per_epoch * run.cfg.eval_every)
+    """Time a few steps and plan the steps that fit in the budget, evaluations (`eval_seconds` each) included; a
+    budget too short for one epoch is refused with the seconds it would need."""
+    run.budget.plan(calibrate_step_seconds(run), eval_seconds, run.steps_per_epoch * run.cfg.eval_every,
+                    min_steps=run.steps_per_epoch, what="pre-training run")  # at least one epoch
     run.log["budget"] = run.budget.record
 
 

@@ -190,3 +190,42 @@ def test_offline_math_check_fails_when_mathjax_comes_from_a_cdn(built_book: Path
     assert any("MathJax did not start" in problem for problem in problems), problems
     assert any("TeX left" in problem for problem in problems), problems
     assert any("cdn.jsdelivr.net" in problem for problem in problems), problems
+
+
+def test_no_code_cell_scrolls_sideways_at_a_1280_pixel_window(built_book: Path) -> None:
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        wide = {}
+        for chapter in CHAPTERS:
+            page.goto((built_book / "notebooks" / f"{chapter}.html").as_uri(), wait_until="load")
+            page.eval_on_selector_all("details", "els => els.forEach(e => e.open = true)")  # folded cells too
+            overflowing = page.eval_on_selector_all(
+                ".cell_input pre", "els => els.filter(e => e.scrollWidth > e.clientWidth + 1)"
+                                   ".map(e => e.innerText.split('\\n').sort((a, b) => b.length - a.length)[0])")
+            if overflowing:
+                wide[chapter] = overflowing
+        browser.close()
+    assert not wide, f"code cells that scroll sideways (their longest line): {wide}"
+
+
+def test_check_cells_are_folded_until_opened(built_book: Path) -> None:
+    """A check cell's code is hidden on the page; one click on its toggle shows it."""
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    chapter = built_book / "notebooks" / "03_training.html"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(chapter.as_uri(), wait_until="load")
+        folded = page.locator(".cell.tag_hide-cell")
+        assert folded.count() >= 3, "chapter 3's check cells are not tagged hide-cell"
+        check = folded.first.locator("pre", has_text="assert")
+        assert not check.is_visible(), "a folded check cell's code is visible before it is opened"
+        folded.first.locator("summary, .toggle-button, button").first.click()
+        assert check.is_visible(), "opening the fold did not show the check"
+        browser.close()

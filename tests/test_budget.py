@@ -51,3 +51,12 @@ def test_steps_end_a_run_mid_epoch_and_repeat_exactly(cifar_train, cifar_test, t
 def test_budget_steps_leave_room_for_evaluations(spent: float, step: float, evaluation: float,
                                                  expected: int) -> None:
     assert steps_that_fit(100.0 - spent, step, evaluation, steps_per_eval=25) == expected  # an evaluation an epoch
+
+
+def test_a_budget_too_short_for_one_epoch_is_refused_with_the_seconds_it_needs(cifar_train, cifar_test,
+                                                                               tmp_path) -> None:
+    cfg = make_config("smoke", data="cifar10", epochs=40, time_budget=0.5)
+    with pytest.raises(ValueError, match=r"time budget of 0.5 s leaves room for only \d+ steps of this pre-training "
+                                         r"run .* fewer than the 6 it needs: give it at least \d+ s"):
+        train_ssl(cfg, str(tmp_path), progress=False, train_set=cifar_train, eval_set=cifar_test)
+    assert not (tmp_path / "checkpoints").exists()  # refused before any step counts
