@@ -45,15 +45,34 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(RunPaths(out).checkpoint)["model"]
 
 
+def _resume_config(pipeline: str):
+    # smoke: 384 images / batch 64 = 6 steps an epoch: step 6 ends epoch 1, step 11 is inside epoch 2
+    return make_config("smoke", data="cifar10", epochs=2, save_every=2, pipeline=pipeline, lr_schedule="cosine")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(cifar_train, cifar_test, tmp_path_factory: pytest.TempPathFactory):
+    """The uninterrupted run of each pipeline, trained once for all the stop points it is compared with."""
+    runs: dict[str, tuple[dict, Path]] = {}
+
+    def run(pipeline: str) -> tuple[dict, Path]:
+        if pipeline not in runs:
+            out = tmp_path_factory.mktemp(f"whole-{pipeline}")
+            runs[pipeline] = (train_ssl(_resume_config(pipeline), str(out), progress=False, train_set=cifar_train,
+                                        eval_set=cifar_test), out)
+        return runs[pipeline]
+
+    return run
+
+
 @pytest.mark.parametrize("pipeline", ["fast", "reference"])
 @pytest.mark.parametrize("stop_step, signum", [(6, signal.SIGINT), (11, signal.SIGTERM)])
 def test_stopped_and_resumed_run_equals_uninterrupted_run(cifar_train, cifar_test, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch, pipeline: str,
-                                                          stop_step: int, signum: int) -> None:
-    # smoke: 384 images / batch 64 = 6 steps an epoch: step 6 ends epoch 1, step 11 is inside epoch 2
-    cfg = make_config("smoke", data="cifar10", epochs=2, save_every=2, pipeline=pipeline, lr_schedule="cosine")
+                                                          stop_step: int, signum: int, uninterrupted) -> None:
+    cfg = _resume_config(pipeline)
     kwargs = dict(progress=False, train_set=cifar_train, eval_set=cifar_test)
-    whole = train_ssl(cfg, str(tmp_path / "whole"), **kwargs)
+    whole, whole_out = uninterrupted(pipeline)
 
     _interrupt_at(monkeypatch, stop_step, signum)
     with pytest.raises(TrainingStopped, match="Resume with: python -m simclr_core train --resume"):
@@ -65,7 +84,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(cifar_train, cifar_tes
     resumed = train_ssl(cfg, str(tmp_path / "split"), resume=True, **kwargs)
     assert resumed["step_loss"] == whole["step_loss"]
     assert resumed["evals"] == whole["evals"] and resumed["finished"]
-    for name, tensor in _weights(tmp_path / "whole").items():
+    for name, tensor in _weights(whole_out).items():
         assert torch.equal(tensor, _weights(tmp_path / "split")[name]), name
 
 
@@ -200,14 +219,14 @@ def test_sigkill_at_random_moments_never_leaves_a_torn_checkpoint(cifar_dir: Pat
             "--out", str(out), "--train-subset", "384", "--epochs", "40", "--save-every", "1", "--no-progress"]
     rng = random.Random(0)
     kills = 0
-    for attempt in range(6):
+    for attempt in range(4):
         resume = ["--resume"] if RunPaths(out).checkpoint.is_file() else []
         process = subprocess.Popen(base + resume, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if attempt == 0:  # however busy the machine, the first process lives until it has saved once
             deadline = time.monotonic() + 120
             while not RunPaths(out).checkpoint.is_file() and process.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
-        time.sleep(rng.uniform(3.0, 5.0))
+        time.sleep(rng.uniform(2.0, 4.0))
         if process.poll() is None:
             process.kill()
             kills += 1
