@@ -233,7 +233,7 @@ assert share_closer > 0.1
 
 # %%
 from simclr_core.plots import accuracy_bars
-from simclr_core.stored import by_name, seed_spread
+from simclr_core.stored import by_name, provenance, seed_spread
 
 ablation = by_name("ablation")
 recipes = ["colour only", "crop only", "crop + colour", "full recipe"]
@@ -243,10 +243,8 @@ for name in recipes:
     print(f"{name:14} {row['augmentations']:22} probe {probe:.4f} "
           f"({row['steps']} steps of {row['batch_size']}: {seconds:.0f} s)")
 spread = seed_spread()
-print(f"five seeds of the full recipe: {spread.low:.4f}-{spread.high:.4f}, "
-      f"standard deviation {spread.std:.4f}")
-base = ablation["full recipe"]
-print(f"data: {base['data']}; machine: {base['machine']}")
+print(f"the full recipe, seeds 0-4: {spread.describe()}")
+print(provenance(ablation["full recipe"]))
 accuracy = {name: ablation[name]["simclr_test_accuracy"] for name in recipes}
 fig = accuracy_bars(accuracy, title="Linear probe after 1,000 steps, by augmentation")
 

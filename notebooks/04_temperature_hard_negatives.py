@@ -250,7 +250,7 @@ assert sweep[0.05] == max(sweep.values()) and sweep[0.05] - min(sweep.values()) 
 # square root of the batch ratio, and probed each encoder.
 
 # %%
-from simclr_core.stored import by_name, seed_spread
+from simclr_core.stored import by_name, provenance, seed_spread
 
 ablation = by_name("ablation")
 batches = {"batch 64": ablation["batch 64"], "batch 128": ablation["full recipe"],
@@ -259,10 +259,8 @@ for name, row in batches.items():
     print(f"{name:9}  {row['steps']:4} steps, {row['images_seen']:,} images, "
           f"{row['train_seconds']:.0f} s   probe {row['simclr_test_accuracy']:.4f}")
 spread = seed_spread()
-print(f"batch 128 over five seeds: {spread.low:.4f}-{spread.high:.4f} "
-      f"(standard deviation {spread.std:.4f})")
-base = ablation["full recipe"]
-print(f"data: {base['data']}; machine: {base['machine']}")
+print(f"batch 128, seeds 0-4: {spread.describe()}")
+print(provenance(ablation["full recipe"]))
 
 # %% tags=["hide-cell"]
 # Check: the numbers the text below quotes are the stored ones; the three probes lie
