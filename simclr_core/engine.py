@@ -444,8 +444,8 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
     `resume` or `overwrite` says what to do with it, and one process at a time trains into a folder: a
     second one fails at once, naming the first. `announce` prints what is about to run (`start_banner`).
 
-    `build(cfg, device)` makes the model and `make_loss(cfg, world)` the loss. Only chapter
-    8's deliberate mistakes pass others (`simclr_core.pitfalls`), which no config field can select.
+    `build(cfg, device)` makes the model and `make_loss(cfg, world)` the loss. Only the
+    deliberate mistakes pass others (`simclr_core.pitfalls`), which no config field can select.
     """
     with hold_run_folder(out):
         if not resume and distributed.setup().is_main:

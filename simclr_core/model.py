@@ -28,7 +28,8 @@ class CifarResNet18(nn.Module):
     """ResNet-18 for 32x32 inputs; `forward` returns the pooled features h = f(x), 8 * width wide.
 
     `stem="imagenet"` gives it torchvision's ImageNet stem instead (7x7 stride-2 convolution, then a 3x3 stride-2
-    max-pool): the classic mistake on CIFAR, measured in chapter 8, which shrinks a 32x32 image to 8x8 at once.
+    max-pool): the classic mistake on CIFAR (bench/pretraining.py measures it), which shrinks a 32x32 image to
+    8x8 at once.
     """
 
     def __init__(self, width: int = 64, stem: str = "cifar"):
@@ -82,7 +83,7 @@ class ProjectionHead(nn.Module):
 
 def projection_head(kind: str, in_dim: int, out_dim: int) -> nn.Module:
     """g as `kind` says: "mlp" (SimCLR's, the default), "linear" (one layer d -> out_dim) or "none" (the loss sees
-    h itself): the paper's head ablation, chapter 8's."""
+    h itself): the paper's head ablation (bench/pretraining.py's heads)."""
     if kind not in HEADS:
         raise ValueError(f"head={kind!r}: use one of {', '.join(HEADS)}")
     if kind == "mlp":

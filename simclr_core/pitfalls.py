@@ -1,6 +1,7 @@
-"""Ways to get SimCLR slightly wrong, each the correct code with one thing changed: chapter 8 measures their cost.
+"""Ways to get SimCLR slightly wrong, each the correct code with one thing changed (bench/pretraining.py measures
+their cost).
 
-The mistakes are the ones users of public SimCLR code report most (see the book's chapter 8). Two of them are
+The mistakes are the ones users of public SimCLR code report most. Two of them are
 legitimate choices elsewhere and are config fields (`stem="imagenet"`, `head`); these are not, so no config field
 or command-line flag selects them: the book and bench/pretraining.py import them, pass them to `train_ssl` (its
 `build` and `make_loss` arguments) or call them in place of the probe's functions, and tests/test_pitfalls.py
