@@ -30,7 +30,8 @@ book:  ## install only what rendering needs (book/requirements.txt, no PyTorch),
 	$(JUPYTER_BOOK) build -W -n --keep-going book
 
 notebooks: $(UNPACK)  ## re-run every chapter and store its outputs in the paired .ipynb
-	for nb in $(CHAPTERS); do jupytext --to ipynb --set-kernel python3 --execute $$nb || exit 1; done
+	# (then touch the .py: JupyterLab's jupytext refuses to open a pair whose .ipynb is the newer file)
+	for nb in $(CHAPTERS); do jupytext --to ipynb --set-kernel python3 --execute $$nb && touch $$nb || exit 1; done
 
 quick: $(UNPACK)  ## train, probe and plot the CPU-sized preset into $(OUT)
 	$(PYTHON) -m simclr_core train --preset quick --out $(OUT)
