@@ -184,21 +184,22 @@ from simclr_core.stored import rows
 curve = sorted((row["steps"], row["probe_h"]) for row in rows("pretraining", "scaling"))
 
 
-def predicted_probe(steps: int) -> float:
-    """The stored curve at `steps`, linear in log(steps) between its points."""
+def predicted_probe(steps: float) -> float:
+    """The stored curve at `steps`, linear in log(steps) between its points (and along
+    its first or last segment outside them: an extrapolation)."""
     points = [(math.log(n), accuracy) for n, accuracy in curve]
-    x = min(max(math.log(steps), points[0][0]), points[-1][0])
-    for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False):
-        if x <= x1:
-            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return points[-1][1]
+    x = math.log(steps)
+    segments = list(zip(points, points[1:], strict=False))
+    (x0, y0), (x1, y1) = next((s for s in segments if x <= s[1][0]), segments[-1])
+    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
 
 
 print(f"this run: {steps_done} steps; stored curve: {curve}")
 for share in (1, 0.25):
     steps = round(share * steps_done)
+    outside = not curve[0][0] <= steps <= curve[-1][0]
     print(f"{steps:>5} steps: the stored curve predicts a linear probe of about "
-          f"{predicted_probe(steps):.3f}")
+          f"{predicted_probe(steps):.3f}" + (" (extrapolated)" if outside else ""))
 
 # %% tags=["hide-cell"]
 # Checks: the stored curve rises with every doubling of the steps, so fewer steps
@@ -292,7 +293,7 @@ for name in ("loss", "p_pos", "top1", "knn"):
 
 # %% tags=["hide-cell"]
 # Checks on what the text claims: the loss starts near log(N - 1) and falls; held-out
-# top-1 ends far above chance (above 0.5, over 100 times chance); top-1 and p_pos both
+# top-1 ends far above chance (over 100 times chance); top-1 and p_pos both
 # climb by more than 0.2; the online k-NN gains more than 4 points in the first epoch,
 # and less after it than in it, while top-1 gains more than 10 points after the first
 # epoch.
@@ -300,7 +301,7 @@ chance = 1 / (2 * cfg.batch_size - 1)
 assert abs(log["step_loss"][0] - math.log(2 * cfg.batch_size - 1)) < 0.5
 assert abs(untrained["loss"] - math.log(2 * cfg.batch_size - 1)) < 0.5
 assert log["epochs"][-1]["loss"] < log["epochs"][0]["loss"] - 0.5
-assert last["top1"] > max(0.5, 100 * chance) and last["top1"] > untrained["top1"] + 0.2
+assert last["top1"] > 100 * chance and last["top1"] > untrained["top1"] + 0.2
 assert last["p_pos"] > untrained["p_pos"] + 0.2
 assert first["knn"] > untrained["knn"] + 0.04
 assert last["knn"] - first["knn"] < first["knn"] - untrained["knn"]
@@ -343,7 +344,7 @@ assert last["top1"] > first["top1"] + 0.1
 #    images seen: within the seed-to-seed spread of each other.
 # 3. *The reference's temperature.* `temperature=0.2`. The loss curves of two temperatures are not comparable
 #    (the same embeddings give a different loss at each $T$), so compare held-out top-1, the k-NN and the probe
-#    instead. Chapter 8 trains five temperatures at equal steps.
+#    instead.
 # 4. *Train longer.* Double the time budget (`time_budget=2 * cfg.time_budget`). Expect a gain of about a point
 #    or two in the probe: the stored curve of chapter 7 says how much each doubling of the steps bought.
 # 5. *Precision.* `precision="fp32"` (on a CPU with AMX or AVX512-BF16, or a recent GPU, the default is bf16).
