@@ -25,7 +25,7 @@ SCALE = float(os.environ.get("SIMCLR_BOOK_SCALE", "1"))
 RUN_DIR = "../runs/book" if SCALE == 1 else f"../runs/book-{SCALE:g}"  # shared
 HAND_IMAGES, HAND_STEPS = 1024, 40  # the training step run by hand
 
-# %%
+# %% tags=["nbval-ignore-output"]
 import inspect
 import math
 
@@ -293,16 +293,16 @@ for name in ("loss", "p_pos", "top1", "knn"):
 
 # %% tags=["hide-cell"]
 # Checks on what the text claims: the loss starts near log(N - 1) and falls; held-out
-# top-1 ends far above chance (over 100 times chance); top-1 and p_pos both
-# climb by more than 0.2; the online k-NN gains more than 4 points in the first epoch,
+# top-1 ends far above chance (over 50 times chance); top-1 climbs by more than 0.2 and
+# p_pos ten-fold; the online k-NN gains more than 4 points in the first epoch,
 # and less after it than in it, while top-1 gains more than 10 points after the first
 # epoch.
 chance = 1 / (2 * cfg.batch_size - 1)
 assert abs(log["step_loss"][0] - math.log(2 * cfg.batch_size - 1)) < 0.5
 assert abs(untrained["loss"] - math.log(2 * cfg.batch_size - 1)) < 0.5
 assert log["epochs"][-1]["loss"] < log["epochs"][0]["loss"] - 0.5
-assert last["top1"] > 100 * chance and last["top1"] > untrained["top1"] + 0.2
-assert last["p_pos"] > untrained["p_pos"] + 0.2
+assert last["top1"] > 50 * chance and last["top1"] > untrained["top1"] + 0.2
+assert last["p_pos"] > 10 * untrained["p_pos"]
 assert first["knn"] > untrained["knn"] + 0.04
 assert last["knn"] - first["knn"] < first["knn"] - untrained["knn"]
 assert last["top1"] > first["top1"] + 0.1

@@ -85,7 +85,8 @@ for name, g in geometry.items():
 # The random network's alignment looks excellent, and that is the trap: it maps *every* image to nearly the
 # same point (in evaluation mode, with its BatchNorm layers at their initial statistics, chapter 5), so two views
 # are close only because everything is close. Its uniformity near 0 (the value for a single point; the ideal on a
-# 128-d sphere is about -4) gives it away. Pre-training spreads the images out (uniformity falls a long way). Its
+# 128-d sphere is about -4) gives it away. Pre-training spreads the images out: uniformity falls by more than
+# 0.5 (to -1.9 in the book's run, -1.0 in a run of a fifth of its steps). Its
 # positives end up farther apart than the random network's (a higher alignment loss), but relative to the spread
 # of the images they are much closer: that is what the loss asks for. The histograms make this visible: cosine
 # similarity of positive pairs against pairs of different images.
@@ -122,7 +123,7 @@ for name, g in geometry.items():
 # random ones, and relative to that spread, its positives are much closer (better
 # separation of positives from negatives); in absolute terms, though, its alignment is
 # several times worse than the random network's, whose embeddings are nearly one point.
-assert geometry["SimCLR"]["uniformity"] < geometry["random init"]["uniformity"] - 1.0
+assert geometry["SimCLR"]["uniformity"] < geometry["random init"]["uniformity"] - 0.5
 assert separation(geometry["SimCLR"]) > 2 * separation(geometry["random init"])
 assert geometry["SimCLR"]["alignment"] > 5 * geometry["random init"]["alignment"]
 assert geometry["random init"]["uniformity"] > -0.5  # a point's 0, not the sphere's -4
