@@ -18,9 +18,10 @@ one labelled subset, with the seconds it cost on this machine. Groups, run in th
   train (B / 3 or B). With many labels every run trains for B.
 - `final`: at 1, 5, 25, 100, 500 and 5,000 labels a class (three labelled subsets at 25 and fewer, where the
   draw matters), on the labelled images of the whole training split: the SimCLR probe, training from scratch (the
-  chosen config and length, at most B), LP-FT, and at NAIVE_AT naive fine-tuning (a random head, LP-FT's
-  settings), each fine-tuned encoder re-probed on its labelled images (how far its features moved). The first
-  subset of every budget runs first, then `compute`, then the other subsets (SimCLR probe and from scratch).
+  chosen config and length, at most B), at FINE_TUNED_AT LP-FT, and at NAIVE_AT naive fine-tuning (a random
+  head, LP-FT's settings), each fine-tuned encoder re-probed on its labelled images (how far its features
+  moved). The first subset of every budget runs first, then `compute`, then the other subsets (SimCLR probe and
+  from scratch), from 25 labels a class down (nearest the budgets where the lead changes hands).
 - `compute`: from scratch with all labels at 30, 75 and 150 s, and with 5 and 100 a class at 30 s.
 
 Rows are appended as each finishes; a row already recorded on this kind of machine is skipped, so the script
@@ -78,7 +79,8 @@ FINE_TUNE_SECONDS = 60.0
 FINE_TUNE_GRID = {"lr": [1e-4, 1e-3], "augmentations": AUGMENTATIONS[:1]}
 LENGTH_REGIMES = ["few"]  # "many" trains for all of B: at B / 3 it fits 60% of its labels, far from overfitting
 FINAL_SUBSETS = {1: 3, 5: 3, 25: 3, 100: 1, 500: 1, 5000: 1}  # labels a class -> labelled subsets drawn
-NAIVE_AT = (5, 100, 5000)  # labels a class where naive fine-tuning runs too (first subset)
+FINE_TUNED_AT = (1, 5, 100, 5000)  # labels a class where LP-FT runs (first subset; 25 and 500 left out: time)
+NAIVE_AT = (5, 100, 5000)  # and naive fine-tuning
 COMPUTE_SECONDS = [30, 75, 150]  # from scratch with all labels at these budgets (and at B: the final rows)
 
 
@@ -263,8 +265,8 @@ def main() -> None:
             else:
                 chosen[label_regime] = {**short, "budget_seconds": budget}
 
-    def finals(first: bool) -> None:
-        for n, subsets in FINAL_SUBSETS.items():
+    def finals(first: bool) -> None:  # the first subsets from 1 label a class up; the others from 25 down
+        for n, subsets in FINAL_SUBSETS.items() if first else reversed(FINAL_SUBSETS.items()):
             for seed in range(1) if first else range(1, subsets):
                 final_rows(results, clock, n, seed, chosen[regime(n)], best(sweep[f"lp-ft {regime(n)}"]), sets,
                            book)
@@ -300,7 +302,7 @@ def final_rows(results: Results, clock: Clock, n: int, seed: int, scratch: dict[
     pretrain = {"pretrain_seconds": book["pretrain_seconds"]}
     cfg = SupervisedConfig(**{**scratch["config"], **final})
     supervised_row(results, clock, "final", f"{name} scratch", cfg, scratch["budget_seconds"], sets, "scratch")
-    if seed > 0:  # the other subsets: the probe and training from scratch, for their spread
+    if seed > 0 or n not in FINE_TUNED_AT:  # the other subsets: the probe and from scratch, for their spread
         return
     tuned = SupervisedConfig(**{**lp_ft["config"], **final})
     seconds = FINE_TUNE_SECONDS + clock.overhead(tuned)

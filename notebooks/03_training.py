@@ -163,7 +163,7 @@ print("precision:", log["precision_reason"])
 # The precision line says how the arithmetic was done and why. **bf16** (bfloat16) is a 16-bit floating-point
 # format that keeps float32's 8-bit exponent, so the same range of magnitudes, but only 8 bits of significand,
 # about 3 significant digits. Under `precision="auto"` the convolutions and matrix products run in bf16 wherever
-# the hardware multiplies bf16 natively, which makes a step faster (the README's benchmarks say by how much); the
+# the hardware multiplies bf16 natively, which makes a step faster (bench/README.md says by how much); the
 # loss is always computed in float32. On CPUs that means **AMX** (Advanced Matrix Extensions: matrix-multiply
 # units in Intel Xeon CPUs from Sapphire Rapids on) or **AVX512-BF16** (vector instructions for bf16 dot
 # products, in AMD Zen 4 and Intel Cooper Lake); on GPUs, tensor cores from NVIDIA's Ampere on. Elsewhere bf16
