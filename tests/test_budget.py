@@ -20,8 +20,10 @@ def test_budget_run_stays_within_its_time_and_equals_the_steps_run(cifar_train, 
     assert 3 <= done < 40 * budgeted["steps_per_epoch"]
     assert budgeted["train_seconds"] < 5 * 1.5, "a budget is a limit: at most the last evaluation may overshoot"
     assert budgeted["budget"]["calibrated_step_seconds"] > 0
-    # after the first epoch the plan is redone from the seconds its real steps took, and the run follows it
-    assert budgeted["total_steps"] == budgeted["budget"]["replanned_steps"]
+    # after the first epoch the plan is redone from the seconds its real steps took, and the run follows it,
+    # unless the machine slowed down after that and the budget stopped it (the record says at which step)
+    record = budgeted["budget"]
+    assert budgeted["total_steps"] == record.get("stopped_early_at_step", record["replanned_steps"])
     assert budgeted["budget"]["measured_step_seconds"] > 0
     # the calibration steps were undone: the same seed with the first plan's step count trains the same first
     # epoch (later steps follow another cosine once the plan changes)
