@@ -294,9 +294,9 @@ for name in ("loss", "p_pos", "top1", "knn"):
 # %% tags=["hide-cell"]
 # Checks on what the text claims: the loss starts near log(N - 1) and falls; held-out
 # top-1 ends far above chance (over 50 times chance); top-1 climbs by more than 0.2 and
-# p_pos ten-fold; the online k-NN gains more than 4 points in the first epoch,
-# and less after it than in it, while top-1 gains more than 10 points after the first
-# epoch.
+# p_pos ten-fold; the online k-NN gains more than 4 points in the first epoch, and
+# each later epoch adds less on average than the first did, while top-1 gains more
+# than 10 points after the first epoch.
 chance = 1 / (2 * cfg.batch_size - 1)
 assert abs(log["step_loss"][0] - math.log(2 * cfg.batch_size - 1)) < 0.5
 assert abs(untrained["loss"] - math.log(2 * cfg.batch_size - 1)) < 0.5
@@ -304,19 +304,22 @@ assert log["epochs"][-1]["loss"] < log["epochs"][0]["loss"] - 0.5
 assert last["top1"] > 50 * chance and last["top1"] > untrained["top1"] + 0.2
 assert last["p_pos"] > 10 * untrained["p_pos"]
 assert first["knn"] > untrained["knn"] + 0.04
-assert last["knn"] - first["knn"] < first["knn"] - untrained["knn"]
+later_epochs = max(1.0, last["epoch"] - first["epoch"])
+assert (last["knn"] - first["knn"]) / later_epochs < first["knn"] - untrained["knn"]
 assert last["top1"] > first["top1"] + 0.1
 
 # %% [markdown]
 # Read the three panels together, from left to right. Before the first step (epoch 0) the untrained network
 # sits at the collapsed loss, top-1 near chance, and a k-NN accuracy of about a quarter: a random network's
-# features already put some images of one class together (chapter 5's random-init baseline). After one epoch
-# the k-NN has made most of the gain it will make in this run; after that the contrastive task goes on
-# improving, the loss falling and top-1 rising by more than ten points, while the k-NN moves by a few points at
-# most, about as much as its own noise (500 test queries: a point or two either way). So how well the network
-# solves its pretext task and how well its features separate classes are different things, and they do not
-# move together: in this short run most of what the features gained on classes came first, and the task kept
-# improving after. Users of public SimCLR code meet the mirror image in long runs, a loss that has flattened
+# features already put some images of one class together (chapter 5's random-init baseline). The first epoch
+# brings the k-NN its largest gain, and each later epoch adds less than that on average: in the book's run
+# (1,086 steps on a 2-core AMD EPYC), 9 points in the first epoch and under 2 in the twelve after it, about as
+# much as its own noise (500 test queries: a point or two either way). Meanwhile the contrastive task goes on
+# improving, the loss falling and top-1 rising by more than ten points. So how well the network solves its
+# pretext task and how well its features separate classes are different things, and they do not move
+# together: in a short run most of what the features gain on classes comes first, and the task keeps
+# improving after. A longer run (a faster machine gives one within the same budget) lets the k-NN climb
+# further, but more slowly than in its first epoch. Users of public SimCLR code meet the mirror image in long runs, a loss that has flattened
 # while the probe still improves. Either way, judge a run by a label-using measure of its features (this k-NN, or
 # chapter 5's linear probe, which reads more of the features than a 20-NN vote on a small bank), and use the loss
 # to see that training is healthy.
