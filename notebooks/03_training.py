@@ -309,20 +309,19 @@ assert (last["knn"] - first["knn"]) / later_epochs < first["knn"] - untrained["k
 assert last["top1"] > first["top1"] + 0.1
 
 # %% [markdown]
-# Read the three panels together, from left to right. Before the first step (epoch 0) the untrained network
-# sits at the collapsed loss, top-1 near chance, and a k-NN accuracy of about a quarter: a random network's
-# features already put some images of one class together (chapter 5's random-init baseline). The first epoch
-# brings the k-NN its largest gain, and each later epoch adds less than that on average: in the book's run
-# (1,086 steps on a 2-core AMD EPYC), 9 points in the first epoch and under 2 in the twelve after it, about as
-# much as its own noise (500 test queries: a point or two either way). Meanwhile the contrastive task goes on
-# improving, the loss falling and top-1 rising by more than ten points. So how well the network solves its
-# pretext task and how well its features separate classes are different things, and they do not move
-# together: in a short run most of what the features gain on classes comes first, and the task keeps
-# improving after. A longer run (a faster machine gives one within the same budget) lets the k-NN climb
-# further, but more slowly than in its first epoch. Users of public SimCLR code meet the mirror image in long runs, a loss that has flattened
-# while the probe still improves. Either way, judge a run by a label-using measure of its features (this k-NN, or
-# chapter 5's linear probe, which reads more of the features than a 20-NN vote on a small bank), and use the loss
-# to see that training is healthy.
+# Read the three panels together, from left to right. Before the first step (epoch 0) the untrained network sits at the
+# collapsed loss, top-1 near chance, and a k-NN accuracy of about a quarter: a random network's features already put
+# some images of one class together (chapter 5's random-init baseline). The first epoch brings the k-NN its largest
+# gain, and each later epoch adds less than that on average: in the book's run (1,086 steps on a 2-core AMD EPYC), 9
+# points in the first epoch and under 2 in the twelve after it, about as much as its own noise (500 test queries: a
+# point or two either way). Meanwhile the contrastive task goes on improving, the loss falling and top-1 rising by more
+# than ten points. So how well the network solves its pretext task and how well its features separate classes are
+# different things, and they do not move together: in a short run most of what the features gain on classes comes first,
+# and the task keeps improving after. A longer run (a faster machine gives one within the same budget) lets the k-NN
+# climb further, but more slowly than in its first epoch. Users of public SimCLR code meet the mirror image in long
+# runs, a loss that has flattened while the probe still improves. Either way, judge a run by a label-using measure of
+# its features (this k-NN, or chapter 5's linear probe, which reads more of the features than a 20-NN vote on a small
+# bank), and use the loss to see that training is healthy.
 #
 # **What to take away**
 # - A SimCLR step is six lines: both views through the network in one pass, NT-Xent with the temperature
