@@ -46,6 +46,7 @@ chapter_start = time.perf_counter()
 
 import math
 import statistics
+from statistics import mean
 
 import matplotlib.pyplot as plt
 import torch
@@ -77,10 +78,6 @@ device = pick_device(cfg.device)
 bf16 = uses_bf16(cfg.precision, device)
 ALL = max(SEEDS)  # the whole training split, per class
 FEW = ALL // 50  # a fiftieth of the labels: 100 per class
-
-
-def mean(scores: list[float]) -> float:
-    return sum(scores) / len(scores)
 
 
 # %% [markdown]
@@ -735,7 +732,7 @@ differences = {
     for name, (a, b) in comparisons.items()
 }
 gaps = [row["probe_h"] - row["probe_z"] for row in seeds]
-differences["h vs z (mean over the seeds)"] = statistics.mean(gaps)
+differences["h vs z (mean over the seeds)"] = mean(gaps)
 lines = ["| comparison | difference | verdict |", "| --- | --- | --- |"]
 for name, difference in differences.items():
     verdict = "tie" if spread.is_tie(difference) else "a result"
