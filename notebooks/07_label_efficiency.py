@@ -326,7 +326,7 @@ for row in final:
         + row["compute_seconds"]
     )
 label_budgets = sorted(results["scratch"])
-probe_seed0 = {  # the probe on the first labelled subset, the one fine-tuning started from
+probe_seed0 = {  # the probe on the first labelled subset: fine-tuning started from it
     row["labels_per_class"]: row["test_accuracy"]
     for row in final
     if row["method"] == "SimCLR probe" and row["label_seed"] == 0
