@@ -275,7 +275,7 @@ assert (round(spread.low, 3), round(spread.high, 3)) == (0.521, 0.536)
 # same configuration varies from seed to seed. `bench/pretraining.py` trained the full recipe five times with
 # seeds 0 to 4 (the seed draws the weights, the views and the 10,000 training images): its probe ranged from
 # 0.521 to 0.536, a standard deviation of 0.006 (the seed-0 run is the bar above). The book calls a difference a
-# result when it exceeds twice that, about 1.3 points: the crop and colour gaps are five to twenty times larger,
+# result when it exceeds twice that, about 1.2 points: the crop and colour gaps are five to twenty times larger,
 # while the blur's half point is a **tie**. Chapter 7 shows the spread itself.
 #
 # **What to take away**
