@@ -317,22 +317,24 @@ Markdown("\n".join(lines))
 # %% tags=["nbval-ignore-output"]
 final = [row for row in payoff if row["group"] == "final"]
 methods = ["SimCLR probe", "scratch", "LP-FT", "naive FT"]
-results = {m: {} for m in methods}
+# method -> labels a class -> labelled subset -> test accuracy
+by_subset = {m: {} for m in methods}
 cost = {m: [] for m in methods}
 for row in final:
-    results[row["method"]].setdefault(row["labels_per_class"], []).append(
-        row["test_accuracy"]
-    )
+    by_subset[row["method"]].setdefault(row["labels_per_class"], {})[
+        row["label_seed"]
+    ] = row["test_accuracy"]
     cost[row["method"]].append(
         row.get("pretrain_seconds", 0) * (row["method"] != "SimCLR probe")
         + row["compute_seconds"]
     )
-label_budgets = sorted(results["scratch"])
-probe_seed0 = {  # the probe on the first labelled subset: fine-tuning started from it
-    row["labels_per_class"]: row["test_accuracy"]
-    for row in final
-    if row["method"] == "SimCLR probe" and row["label_seed"] == 0
+results = {  # method -> labels a class -> scores of its subsets
+    m: {n: list(scores.values()) for n, scores in per_n.items()}
+    for m, per_n in by_subset.items()
 }
+label_budgets = sorted(results["scratch"])
+# the probe on the first labelled subset: fine-tuning started from it
+probe_seed0 = {n: s[0] for n, s in by_subset["SimCLR probe"].items()}
 
 
 def seconds(method: str) -> str:
@@ -384,11 +386,11 @@ plt.show()
 # SimCLR score by under a point at 1 and 5 labels, gains 2-8 points at 100, and stays
 # below scratch from 100 on.
 def gap(n: int, method: str = "scratch") -> float:
-    """`method` minus the probe, at `n` labels a class: fine-tuning against the probe of
-    the subset it started from, training from scratch against the probe's mean."""
-    if method in ("LP-FT", "naive FT"):
-        return mean(results[method][n]) - probe_seed0[n]
-    return mean(results[method][n]) - mean(results["SimCLR probe"][n])
+    """`method` minus the probe at `n` labels a class, both on the labelled subsets
+    `method` ran on (all three from scratch, the first for fine-tuning)."""
+    ran = by_subset[method][n]
+    probe = by_subset["SimCLR probe"][n]
+    return mean(ran.values()) - mean(probe[subset] for subset in ran)
 
 
 subset_spread = {n: statistics.stdev(simclr[n]) for n in SEEDS if SEEDS[n] > 1}
