@@ -123,3 +123,20 @@ def linear_r2(train_x: torch.Tensor, train_t: torch.Tensor, test_x: torch.Tensor
     weights = torch.linalg.solve(design[0].T @ design[0] + ridge * torch.eye(design[0].shape[1]), design[0].T @ train_t)
     residual = (design[1] @ weights - test_t).square().sum()
     return 1 - (residual / (test_t - test_t.mean()).square().sum()).item()
+
+
+def _ranks(values: list[float]) -> torch.Tensor:
+    """0 for the smallest value, 1 for the next...; tied values share the mean of their ranks."""
+    values_t = torch.tensor(values, dtype=torch.float64)
+    ranks = values_t.argsort().argsort().double()
+    for value in values_t.unique():
+        ranks[values_t == value] = ranks[values_t == value].mean()
+    return ranks
+
+
+def rank_correlation(x: list[float], y: list[float]) -> float:
+    """Spearman's rank correlation: the Pearson correlation of the ranks. +1 when `y` orders the runs exactly as
+    `x` does, -1 when exactly the other way round; it asks whether a label-free measure would have picked the runs
+    the probe picks, not whether it predicts the probe's value."""
+    centred = [r - r.mean() for r in (_ranks(x), _ranks(y))]
+    return (centred[0] @ centred[1] / (centred[0].norm() * centred[1].norm())).item()

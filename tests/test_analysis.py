@@ -13,6 +13,7 @@ from simclr_core.analysis import (
     knn_accuracy,
     knn_predict,
     nearest_neighbours,
+    rank_correlation,
     top_k_share,
     uniformity,
 )
@@ -80,3 +81,19 @@ def test_nearest_neighbours_in_order_with_and_without_self() -> None:
     assert nearest_neighbours(pool, pool, k=2, exclude_self=True).tolist() == [[1, 2], [0, 2], [1, 0], [2, 1]]
     queries = _at_angles([25, 80])
     assert nearest_neighbours(queries, pool, k=3).tolist() == [[2, 1, 0], [3, 2, 1]]
+
+
+def test_rank_correlation_reads_only_the_order() -> None:
+    probe = [0.50, 0.52, 0.55, 0.61]
+    assert rank_correlation(probe, [1.0, 2.0, 30.0, 400.0]) == pytest.approx(1.0)  # same order, other scale
+    assert rank_correlation(probe, [4.0, 3.0, 2.0, 1.0]) == pytest.approx(-1.0)
+    # one pair swapped: ranks (0, 1, 3, 2); 1 - 6 * sum(d^2) / (n (n^2 - 1)) = 1 - 6 * 2 / 60
+    assert rank_correlation(probe, [0.0, 1.0, 3.0, 2.0]) == pytest.approx(0.8)
+
+
+def test_rank_correlation_gives_ties_their_mean_rank() -> None:
+    # y's ranks are (0.5, 0.5, 2, 3): Pearson of (0, 1, 2, 3) with them, worked by hand: 4.5 / sqrt(5 * 4.5)
+    assert rank_correlation([1.0, 2.0, 3.0, 4.0], [7.0, 7.0, 8.0, 9.0]) == pytest.approx(4.5 / math.sqrt(5 * 4.5))
+    scipy_stats = pytest.importorskip("scipy.stats")
+    x, y = [0.3, 0.1, 0.1, 0.9, 0.5, 0.5, 0.2], [2.0, 5.0, 1.0, 1.0, 3.0, 8.0, 8.0]
+    assert rank_correlation(x, y) == pytest.approx(scipy_stats.spearmanr(x, y).statistic)
