@@ -74,7 +74,7 @@ GROUPS: dict[str, dict[str, dict[str, Any]]] = {  # group -> row name -> overrid
     "augmentations": {name: dict(augmentations=steps, **BASE) for name, steps in (  # chapter 1's ablation
         ("crop only", "crop,flip"), ("colour only", "flip,jitter"), ("crop + colour", "crop,flip,jitter"))},
     "pitfalls": {
-        "imagenet stem": dict(stem="imagenet", train_resolution=32, **BASE),  # on 16x16 views layer4 sees 1x1
+        "imagenet stem": dict(stem="imagenet", train_resolution=32, **BASE),  # 16x16 views: layer3 gets 1x1
         "self-similarity unmasked": dict(make_loss=pitfalls.unmasked_loss, **SAVED),
         "positive off by one": dict(make_loss=pitfalls.off_by_one_loss, **SAVED),
         "embeddings not normalised": dict(build=pitfalls.build_unnormalised, **SAVED),
