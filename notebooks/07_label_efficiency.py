@@ -819,7 +819,9 @@ assert r2["random init h"] > r2["h = f(x)"] or not FULL_RUN
 # shares). But $h$ does not simply *keep* the brightness: in the book's run the random network's features carry
 # more of it than $h$ does (a run of a fifth of the steps had not got there yet). Pre-training removes brightness
 # from $h$ as it goes, and the head removes more. So "discarding $g$
-# keeps the information" is too strong: what it keeps is what the encoder had not yet thrown away.
+# keeps the information" is too strong: what it keeps is what the encoder had not yet thrown away. Chapter 8
+# trains the same network with no head and with a linear one and measures what the head absorbs: the directions
+# the loss gives up.
 
 # %% tags=["nbval-ignore-output"]
 print(
