@@ -59,6 +59,7 @@ def test_the_repository_sets_the_default_viewer_of_python_files(jupyterlab: str)
 
 
 def test_a_chapter_opens_as_a_notebook_with_its_citations_rendered(jupyterlab: str) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     source = (ROOT / "notebooks" / "03_training.py").read_text()
@@ -71,6 +72,11 @@ def test_a_chapter_opens_as_a_notebook_with_its_citations_rendered(jupyterlab: s
         page.wait_for_selector(".jp-NotebookPanel .jp-MarkdownCell", timeout=60_000)
         page.wait_for_function("() => document.querySelector('.jp-NotebookPanel').innerText.includes('he2016resnet')",
                                timeout=60_000)
+        try:  # JupyterLab renders a long notebook's cells in batches: wait for more than the first
+            page.wait_for_function("() => document.querySelectorAll('.jp-NotebookPanel .jp-Cell').length > 10",
+                                   timeout=30_000)
+        except PlaywrightTimeout:
+            pass  # the count below says how many there were
         cells = page.eval_on_selector_all(".jp-NotebookPanel .jp-Cell", "els => els.length")
         text = page.inner_text(".jp-NotebookPanel")
         browser.close()
