@@ -47,14 +47,9 @@ from simclr_core.analysis import rank_correlation
 from simclr_core.config import make_config
 from simclr_core.data import load_split
 from simclr_core.plots import line_chart
-from simclr_core.probe import (
-    cached_features,
-    random_encoder,
-    shared_cache,
-    train_linear_probe,
-)
-from simclr_core.runtime import pick_device, uses_bf16
-from simclr_core.stored import by_name, provenance, rows, seed_spread
+from simclr_core.probe import probe_encoders, random_encoder, shared_cache
+from simclr_core.runtime import pick_device
+from simclr_core.stored import by_name, provenance, seed_spread
 
 BATCH = make_config("quick").batch_size  # every run here is the quick preset, changed
 runs = by_name("pretraining")
@@ -62,6 +57,11 @@ spread = seed_spread()
 base = runs["seed 0"]
 print(f"the base configuration: probe on h {spread.describe()}")
 print(provenance(base))
+
+
+def group(name: str) -> list[dict]:
+    """The rows of one of bench/pretraining.py's groups, in the order they were made."""
+    return [row for row in runs.values() if row["group"] == name]
 
 
 def values(names: list[str], key: str) -> list[float]:
@@ -84,6 +84,16 @@ def table(header: list[str], lines: list[list[str]], note: str = "") -> Markdown
     return Markdown("\n".join(rows_md + ["", note]))
 
 
+def summary_table(label: str, runs_of: dict[str, list[str]],
+                  columns: dict[str, tuple[str, int]], note: str) -> Markdown:
+    """A row for each named set of runs: how many, then each column's summary
+    (columns: name -> (row key, digits))."""
+    return table([label, "seeds", *columns],
+                 [[name, str(len(names)), *(summary(values(names, key), digits)
+                                            for key, digits in columns.values())]
+                  for name, names in runs_of.items()], note)
+
+
 # %% [markdown]
 # ## 1. The projection head, trained
 #
@@ -98,16 +108,11 @@ def table(header: list[str], lines: list[list[str]], note: str = "") -> Markdown
 heads = {"no head": [f"head none seed {s}" for s in range(3)],
          "linear": [f"head linear seed {s}" for s in range(3)],
          "MLP (SimCLR's)": [f"seed {s}" for s in range(3)]}
-heads = {head: [name for name in names if name in runs]  # the rows made so far
-         for head, names in heads.items()}
 head_columns = {"probe on h": ("probe_h", 3), "probe on z": ("probe_z", 3),
                 "effective rank of h": ("effective_rank_h", 1),
                 "effective rank of z": ("effective_rank_z", 1)}
-table(["head", "seeds", *head_columns],
-      [[head, str(len(names)), *(summary(values(names, key), digits)
-                                  for key, digits in head_columns.values())]
-       for head, names in heads.items()],
-      "Mean over the seeds (lowest-highest in brackets).")
+summary_table("head", heads, head_columns,
+              "Mean over the seeds (lowest-highest in brackets).")
 
 # %%
 def spectrum(name: str, layer: str) -> list[tuple[float, float]]:
@@ -185,8 +190,8 @@ assert all(abs(runs[n]["probe_h"] - runs[n]["probe_z"]) < 0.003 for n in no_head
 # one at 0.5 and 1.0, and chapter 7's five seeds at 0.05.
 
 # %% tags=["nbval-ignore-output"]
-temperatures = {0.05: [row["name"] for row in rows("pretraining", "seeds")]}
-for row in rows("pretraining", "temperatures"):
+temperatures = {0.05: [row["name"] for row in group("seeds")]}
+for row in group("temperatures"):
     temperatures.setdefault(row["overrides"]["temperature"], []).append(row["name"])
 temperatures = dict(sorted(temperatures.items()))
 temperature_columns = {"probe on h": ("probe_h", 3), "probe on z": ("probe_z", 3),
@@ -194,11 +199,9 @@ temperature_columns = {"probe on h": ("probe_h", 3), "probe on z": ("probe_z", 3
                        "effective rank of h": ("effective_rank_h", 1),
                        "effective rank of z": ("effective_rank_z", 1),
                        "held-out top-1": ("ssl_top1", 3)}
-table(["T", "seeds", *temperature_columns],
-      [[f"{t:g}", str(len(names)), *(summary(values(names, key), digits)
-                                      for key, digits in temperature_columns.values())]
-       for t, names in temperatures.items()],
-      "T = 0.05 is the book's (chapter 7's five seeds). Mean (lowest-highest).")
+summary_table("T", {f"{t:g}": names for t, names in temperatures.items()},
+              temperature_columns,
+              "T = 0.05 is the book's (chapter 7's five seeds). Mean (lowest-highest).")
 
 # %%
 line_chart({layer: [(t, statistics.mean(values(names, f"probe_{layer}")))
@@ -278,7 +281,7 @@ assert by_t[0.05]["ssl_top1"] > 0.65 and 0.15 < by_t[1.0]["ssl_top1"] < 0.25
 CONTROLS = {"train + test images": "20,000 training images",  # as many, none test
             "negatives not gathered, 2 processes": "negatives gathered, 2 processes",
             "minibatch probe, backbone trains": "minibatch probe, backbone frozen"}
-pitfalls = by_name("pretraining", "pitfalls")
+pitfalls = {row["name"]: row for row in group("pitfalls")}
 controls = tuple(CONTROLS.values())
 
 
@@ -316,12 +319,10 @@ plt.show()
 # here (its features come from the machine's shared cache, filled by chapter 5).
 cfg = make_config("quick", data=DATA, device=DEVICE)
 device = pick_device(cfg.device)
-bf16 = uses_bf16(cfg.precision, device)
 train, test = (load_split(cfg.data, part, cfg.data_root) for part in ("train", "test"))
-random_h = [cached_features(random_encoder(cfg, device), images, shared_cache(), device,
-                            bf16) for images in (train, test)]
-random_init = train_linear_probe(random_h[0], train.labels, random_h[1], test.labels,
-                                 cfg.probe_steps, cfg.probe_weight_decay).test_accuracy
+random_init = probe_encoders({"random init": random_encoder(cfg, device)}, train, test,
+                             cfg, device, progress=False,
+                             cache=shared_cache())["random init"].test_accuracy
 print(f"random init, probe on h: {random_init:.4f}")
 
 # %% [markdown]
@@ -425,7 +426,7 @@ LABEL_FREE = {"effective rank of h": "effective_rank_h",
               "effective rank of z": "effective_rank_z",
               "uniformity of z (lower: more uniform)": "uniformity",
               "alignment of z (lower: views closer)": "alignment"}
-trained = [row for row in rows("pretraining") if "effective_rank_h" in row]  # no probes
+trained = [row for row in runs.values() if "effective_rank_h" in row]  # no probes
 correct_code = [row for row in trained if row["name"] in controls
                 or row["group"] in ("seeds", "heads", "temperatures", "augmentations")]
 mistakes = [row for row in trained
