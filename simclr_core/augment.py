@@ -32,9 +32,13 @@ class AugmentationParams:
     contrast: float = 0.4
     saturation: float = 0.4
     hue: float = 0.1
+    gray_p: float = 0.0  # random grayscale after the jitter: SimCLR's paper uses 0.2 (`GRAY_P`), the seed none
     blur_p: float = 0.5
     blur_kernel: int = 3  # 10% of a 32-pixel side, as SimCLR's paper has it on ImageNet (19% of a 16-pixel view)
     blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+
+GRAY_P = 0.2  # the probability of random grayscale when the recipe includes "gray" (SimCLR's paper)
 
 
 def recipe_params(steps: Iterable[str], crop_min_scale: float = 0.3,
@@ -47,6 +51,7 @@ def recipe_params(steps: Iterable[str], crop_min_scale: float = 0.3,
                    crop_ratio=full.crop_ratio if "crop" in on else (1.0, 1.0),
                    flip_p=full.flip_p if "flip" in on else 0.0,
                    jitter_p=full.jitter_p if "jitter" in on else 0.0,
+                   gray_p=GRAY_P if "gray" in on else 0.0,
                    blur_p=full.blur_p if "blur" in on else 0.0)
 
 
@@ -56,15 +61,20 @@ def normalize() -> v2.Compose:
 
 
 def recipe_steps(params: AugmentationParams = AugmentationParams()) -> dict[str, v2.Transform]:
-    """The recipe's steps in order, by name, each acting on a uint8 image (the book shows them one by one)."""
-    return {
+    """The recipe's steps in order, by name, each acting on a uint8 image (the book shows them one by one).
+    Random grayscale is a step only when its probability is above 0, so the seed's recipe draws as it always did."""
+    steps = {
         "crop": v2.RandomResizedCrop(params.output_size, scale=params.crop_scale, ratio=params.crop_ratio,
                                      antialias=True),
         "flip": v2.RandomHorizontalFlip(p=params.flip_p),
         "jitter": v2.RandomApply([v2.ColorJitter(params.brightness, params.contrast, params.saturation,
                                                  params.hue)], p=params.jitter_p),
+        "gray": v2.RandomGrayscale(p=params.gray_p),
         "blur": v2.RandomApply([v2.GaussianBlur(params.blur_kernel, sigma=params.blur_sigma)], p=params.blur_p),
     }
+    if not params.gray_p:
+        del steps["gray"]
+    return steps
 
 
 def simclr_transform(params: AugmentationParams = AugmentationParams(), normalized: bool = True) -> v2.Compose:

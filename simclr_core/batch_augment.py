@@ -8,6 +8,7 @@ but each step is a handful of tensor operations over the batch:
 - crop + flip: one sampling grid per image, one bilinear `F.grid_sample` call for the batch;
 - colour jitter: brightness, contrast, saturation and hue with per-image factors, in a per-image random
   order as torchvision does, on the images that draw it (p = 0.8);
+- random grayscale (when the recipe has it): the luma of the images that draw it, in all three channels;
 - blur: a per-image 3x3 Gaussian, as a grouped separable convolution with reflect padding (p = 0.5);
 - normalisation with the CIFAR-10 statistics.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -153,6 +155,12 @@ def color_jitter(images: torch.Tensor, params: AugmentationParams, draws: Draws)
     return out
 
 
+def random_grayscale(images: torch.Tensor, params: AugmentationParams, draws: Draws) -> torch.Tensor:
+    """torchvision's RandomGrayscale: with probability `gray_p`, the image's luma in all three channels."""
+    chosen = draws.rand(len(images)) < params.gray_p
+    return torch.where(chosen.view(-1, 1, 1, 1), _grayscale(images).expand_as(images), images)
+
+
 def gaussian_blur(images: torch.Tensor, params: AugmentationParams, draws: Draws) -> torch.Tensor:
     """A per-image Gaussian blur (kernel `blur_kernel`, sigma in `blur_sigma`) with probability `blur_p`."""
     n, c, h, w = images.shape
@@ -191,6 +199,8 @@ class BatchAugmentation:
         flip = draws.rand(n) < self.params.flip_p
         x = crop_and_flip(x, boxes, flip, self.params.output_size)
         x = color_jitter(x, self.params, draws)
+        if self.params.gray_p:  # drawn only when on: the seed's recipe keeps its random stream
+            x = random_grayscale(x, self.params, draws)
         x = gaussian_blur(x, self.params, draws)
         if not self.normalized:
             return (x * 255).round().to(torch.uint8)
@@ -217,6 +227,11 @@ class DeviceTwoViewLoader:
 
     def __len__(self) -> int:
         return len(self.images) // (self.batch_size * self.world_size)  # drop the last, incomplete batch
+
+    def resize(self, side: int) -> None:
+        """Make the next batches' views `side` pixels a side (progressive resizing). The random draws do not
+        depend on the side, so a run that resizes sees the same crops, flips and colours as one that does not."""
+        self.augment.params = replace(self.augment.params, output_size=side)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, device = len(self.images), self.images.device

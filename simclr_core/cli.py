@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "new run starts")
     train.add_argument("--yes", action="store_true",
                        help="start a CPU run estimated at over an hour without asking")
+    train.add_argument("--stop-at-step", type=int, default=0, metavar="N",
+                       help="save a checkpoint and stop after step N, to continue later with --resume (a long "
+                            "run in pieces)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_flags(train, "config overrides (default: the preset's value; in brackets: the reference's)",
                       [f.name for f in fields(Config)])
@@ -166,7 +169,7 @@ def run_train(args: argparse.Namespace) -> None:
                 refuse_to_replace(out, args.overwrite)
                 confirm_long_run(cfg, args.yes)
             log = train_ssl(cfg, out, progress=not args.no_progress, resume=args.resume, overwrite=args.overwrite,
-                            announce=True)
+                            announce=True, stop_at_step=args.stop_at_step)
     finally:
         distributed.teardown()
     if log["evals"]:  # only the main process evaluates and writes

@@ -12,7 +12,9 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
-RECIPE_STEPS = ("crop", "flip", "jitter", "blur")  # the augmentation recipe's steps, in order (augment.py)
+RECIPE_STEPS = ("crop", "flip", "jitter", "gray", "blur")  # the augmentation recipe's steps, in order (augment.py)
+# The seed's recipe: every step but random grayscale, which SimCLR's paper adds (p = 0.2) and the seed leaves out.
+SEED_AUGMENTATIONS = "crop,flip,jitter,blur"
 
 DATA_ENV_VAR = "SIMCLR_DATA"  # overrides the default of `Config.data`, e.g. a local ImageFolder copy
 PRECISION_ENV_VAR = "SIMCLR_PRECISION"  # overrides the default of `precision`: fp32 makes a bf16 machine a laptop
@@ -32,6 +34,10 @@ class Config:
     data: str = dataclasses.field(default_factory=_default_data)
     data_root: str = "data"
     train_subset: int = 0  # 0 = the whole training split; else a class-balanced subset of that many images
+    # > 0: this many training images (class-balanced, the same for every seed) become a validation split that
+    # stands in for the test split everywhere in the run (held-out views, online k-NN, the probe's score), so
+    # choices made on it never look at the test images; pre-training and the probe's training never see them
+    holdout: int = 0
     # model
     width: int = 64  # base channels of the ResNet-18 (64 = torchvision's); features are 8 * width wide
     proj_dim: int = 128
@@ -48,16 +54,21 @@ class Config:
     lr: float = 3e-4
     weight_decay: float = 1e-4
     momentum: float = 0.9  # sgd and lars only
-    lr_schedule: str = "constant"  # "constant" (the reference) or "cosine" (decay to 0 over the run)
+    # "constant" (the reference), "cosine" (decay to 0 over the run) or "wsd" (constant, then a linear decay
+    # to 0 over the last 20%: a long run stopped before its decay continues as any shorter run would, optim.py)
+    lr_schedule: str = "constant"
     warmup_epochs: int = 0  # linear warm-up of the learning rate before the schedule; large batches need it
     temperature: float = 0.2
     loss: str = "nt_xent"  # "nt_xent" (SimCLR's, the default) or "dcl" (decoupled: no positive in the denominator)
     crop_min_scale: float = 0.3  # RandomResizedCrop keeps between this share and all of the image
     # the steps of the recipe that make the views, comma-separated; leave one out to see what it contributes
-    augmentations: str = ",".join(RECIPE_STEPS)
+    augmentations: str = SEED_AUGMENTATIONS
     # side of the training views: below 32 the crops are resized to fewer pixels (a step costs about
     # (train_resolution / 32)^2 as much); the probe always sees the full 32x32 images
     train_resolution: int = 32
+    # > 0: progressive resizing: views of this side for the first 80% of the steps (a "wsd" run's stable
+    # phase), then train_resolution, so the network ends on the resolution it is probed at
+    start_resolution: int = 0
     # "fast": whole batches augmented on the training device (batch_augment.py); "reference": per-image
     # torchvision transforms in a DataLoader, as the seed does it
     pipeline: str = "fast"
@@ -92,8 +103,8 @@ class Config:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"config field {name}={getattr(self, name)} must be at least 1")
-        for name in ["train_subset", "probe_train_subset", "knn_bank", "knn_queries", "num_workers", "weight_decay",
-                     "warmup_epochs", "steps", "time_budget", "sync_every", "probe_weight_decay"]:
+        for name in ["train_subset", "holdout", "probe_train_subset", "knn_bank", "knn_queries", "num_workers",
+                     "weight_decay", "warmup_epochs", "steps", "time_budget", "sync_every", "probe_weight_decay"]:
             if getattr(self, name) < 0:
                 raise ValueError(f"config field {name}={getattr(self, name)} must not be negative")
         if self.batch_size < 2:
@@ -106,6 +117,12 @@ class Config:
         if not 8 <= self.train_resolution <= 32:
             raise ValueError(f"config field train_resolution={self.train_resolution} must lie in [8, 32]: "
                              "the views are crops of 32x32 images, resized to this side")
+        if self.start_resolution and not 8 <= self.start_resolution <= 32:
+            raise ValueError(f"config field start_resolution={self.start_resolution} must be 0 (off) or lie in "
+                             f"[8, 32]")
+        if self.start_resolution and (self.pipeline != "fast" or self.time_budget):
+            raise ValueError("config field start_resolution needs pipeline='fast' and no time_budget (a budget "
+                             "times its steps at one resolution): set --start-resolution 0, or train for --steps")
         if not 0 < self.crop_min_scale <= 1:
             raise ValueError(f"config field crop_min_scale={self.crop_min_scale} must lie in (0, 1]")
         unknown = set(self.augmentation_steps) - set(RECIPE_STEPS)
@@ -151,6 +168,8 @@ FIELD_HELP: dict[str, str] = {
             f"class folders; ${DATA_ENV_VAR} sets the default",
     "data_root": "where --data cifar10 is stored and downloaded to; offline, put cifar-10-python.tar.gz here",
     "train_subset": "train on a class-balanced subset of this many images (0: the whole training split)",
+    "holdout": "hold out this many training images as a validation split that replaces the test split in "
+               "the run's evaluations and probe (0: none)",
     "width": "base channels of the ResNet-18 (64 is torchvision's); features are 8 x width wide",
     "proj_dim": "size of the projection head's output z, the vectors NT-Xent compares",
     "head": "projection head g: mlp (SimCLR's two layers), linear (one layer) or none (the loss sees h)",
@@ -164,14 +183,18 @@ FIELD_HELP: dict[str, str] = {
     "lr": "peak learning rate",
     "weight_decay": "weight decay",
     "momentum": "momentum of sgd and lars (adamw ignores it)",
-    "lr_schedule": "constant (the reference) or cosine (decays to 0 over the run)",
+    "lr_schedule": "constant (the reference), cosine (decays to 0 over the run) or wsd (constant, then a "
+                   "linear decay over the last fifth)",
     "warmup_epochs": "epochs of linear learning-rate warm-up before the schedule; large batches need it",
     "temperature": "NT-Xent temperature T: lower sharpens the softmax over the negatives",
     "loss": "nt_xent (SimCLR's loss) or dcl (decoupled contrastive loss: the positive left out of the denominator)",
     "crop_min_scale": "smallest share of the image a random crop keeps",
-    "augmentations": "comma-separated steps of the recipe that make the views (crop, flip, jitter, blur)",
+    "augmentations": "comma-separated steps of the recipe that make the views (crop, flip, jitter, gray, blur; "
+                     "the seed's recipe leaves out gray, SimCLR's paper has it)",
     "train_resolution": "side of the training views in pixels, 8 to 32 (16: a step costs a third; the probe "
                         "always sees 32x32)",
+    "start_resolution": "progressive resizing: views of this side for the first four fifths of the steps, "
+                        "then --train-resolution (0: off)",
     "pipeline": "fast (whole batches augmented on the training device) or reference (per-image torchvision "
                 "transforms, as the seed)",
     "eval_every": "epochs between measurements of held-out loss, p_pos and top-1",
@@ -194,7 +217,7 @@ FIELD_HELP: dict[str, str] = {
 # The allowed values of the fields that take a name; `validate` and the command line's choices both read them.
 FIELD_CHOICES: dict[str, tuple[str, ...]] = {
     "optimizer": ("adamw", "sgd", "lars"),
-    "lr_schedule": ("constant", "cosine"),
+    "lr_schedule": ("constant", "cosine", "wsd"),
     "pipeline": ("fast", "reference"),
     "precision": ("auto", "bf16", "fp32"),
     "loss": ("nt_xent", "dcl"),

@@ -77,6 +77,20 @@ def labelled_indices(images: ImageSet, per_class: int, seed: int) -> torch.Tenso
     return balanced_indices(images.labels, per_class * len(images.classes), seed)
 
 
+HOLDOUT_SEED = 0  # the validation split is the same images whatever the run's seed: runs are compared on it
+
+
+def split_off_holdout(images: ImageSet, holdout: int) -> tuple[ImageSet, ImageSet]:
+    """(the rest, `holdout` class-balanced images drawn with `HOLDOUT_SEED`): a validation split carved out of a
+    training split, so that choices are made without looking at the test images."""
+    if not 0 < holdout < len(images):
+        raise ValueError(f"holdout={holdout} must lie between 1 and the {len(images)} images of the split")
+    held = balanced_indices(images.labels, holdout, HOLDOUT_SEED)
+    rest = torch.ones(len(images), dtype=torch.bool)
+    rest[held] = False
+    return images.subset(rest.nonzero().squeeze(1)), images.subset(held)
+
+
 def load_split(data: str, split: str, data_root: str = "data", subset: int = 0, seed: int = 0) -> ImageSet:
     """The `split` ("train" or "test") of `data`, optionally a class-balanced subset of `subset` images."""
     if split not in ("train", "test"):

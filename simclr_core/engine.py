@@ -41,10 +41,10 @@ from .augment import SSLAugmentation, recipe_params, simclr_transform
 from .batch_augment import DeviceTwoViewLoader
 from .budget import CALIBRATION_STEPS, TimeBudget, median_step_seconds
 from .config import Config, describe_preset
-from .data import ImageSet, balanced_indices, load_split
+from .data import ImageSet, balanced_indices, load_split, split_off_holdout
 from .loss import contrastive_loss, contrastive_metrics, simclr_logits_targets
 from .model import SimCLRModel, build_model, load_model, memory_format
-from .optim import lr_factor, make_optimizer
+from .optim import decay_start, lr_factor, make_optimizer
 from .probe import extract_features
 from .resume import TrainingStopped, capture_rng, check_resumable, restore_rng, stop_requests
 from .runtime import choose_precision, machine_description, pick_device, seed_everything
@@ -78,6 +78,14 @@ def two_view_loader(images: ImageSet, cfg: Config, shuffle: bool, seed: int, dev
     return DataLoader(SSLAugmentation(images, simclr_transform(params)), batch_size=cfg.batch_size,
                       shuffle=shuffle, drop_last=True, num_workers=cfg.num_workers,
                       pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed))
+
+
+def view_side(cfg: Config, step: int, total_steps: int) -> int:
+    """The side of the views at `step`: `start_resolution` before the decay (progressive resizing), else
+    `train_resolution`."""
+    if cfg.start_resolution and step < decay_start(total_steps):
+        return cfg.start_resolution
+    return cfg.train_resolution
 
 
 def embed_pairs(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor, device: torch.device,
@@ -264,7 +272,14 @@ class Run:
 
 
 def load_sets(cfg: Config, train_set: ImageSet | None, eval_set: ImageSet | None) -> tuple[ImageSet, ImageSet]:
-    """The configured training (sub)set and test split, unless given; each must hold at least one batch."""
+    """The configured training (sub)set and test split (with a holdout: the training split's rest and the
+    validation split), unless given; each must hold at least one batch."""
+    if cfg.holdout and (train_set is None or eval_set is None):
+        rest, validation = split_off_holdout(load_split(cfg.data, "train", cfg.data_root), cfg.holdout)
+        if train_set is None:
+            train_set = rest.subset(balanced_indices(rest.labels, cfg.train_subset, cfg.seed))
+        if eval_set is None:
+            eval_set = validation
     if train_set is None:
         train_set = load_split(cfg.data, "train", cfg.data_root, cfg.train_subset, cfg.seed)
     if eval_set is None:
@@ -380,13 +395,16 @@ def end_epoch(run: Run, epoch: int, step_in_epoch: int, epoch_loss: float) -> No
         run.save(Position(epoch), capture_rng(run.loader))
 
 
-def _train_loop(run: Run, progress: bool) -> dict[str, Any]:
-    """The loop: steps, read-backs, the budget's checks and re-plan, stop requests, the ends of epochs."""
+def _train_loop(run: Run, progress: bool, stop_at_step: int = 0) -> dict[str, Any]:
+    """The loop: steps, read-backs, the budget's checks and re-plan, stop requests (and `stop_at_step`), the ends
+    of epochs."""
     cfg, log, budget, world, device = run.cfg, run.log, run.budget, run.world, run.device
     bar = tqdm(total=budget.total_steps, initial=len(log["step_loss"]), desc="SimCLR pre-training", unit="step",
                disable=not (progress and world.is_main))
     pending = PendingLosses(sync_interval(cfg, device), world)
     step, epoch = len(log["step_loss"]), run.position.epoch + 1
+    if 0 < stop_at_step <= step:
+        raise ValueError(f"stop_at_step={stop_at_step}: {run.out} is already at step {step}; give a later step")
     replan = budget.limited and not run.resumed  # once, after the first epoch of a new budgeted run
     loop_start = time.perf_counter()
     with stop_requests() as stop:
@@ -398,11 +416,16 @@ def _train_loop(run: Run, progress: bool) -> dict[str, Any]:
                 next(batches)
             step_in_epoch, epoch_loss = run.position.step_in_epoch, run.position.epoch_loss
             run.position = Position()
+            resize_views(run, step)
             for x1, x2 in batches:
                 pending.add(train_step(run.forward, run.optimizer, x1, x2, run.loss_fn, device, run.bf16))
                 run.scheduler.step()
                 step, step_in_epoch = step + 1, step_in_epoch + 1
-                if not (pending.due() or step >= budget.total_steps or step_in_epoch == run.steps_per_epoch):
+                resize_views(run, step)  # the loader makes the next batch's views when the loop asks for it
+                if step == stop_at_step < budget.total_steps:
+                    stop.append(f"--stop-at-step {step}")
+                if not (pending.due() or step >= budget.total_steps or step_in_epoch == run.steps_per_epoch
+                        or stop):
                     continue
                 values = pending.read(step, epoch, run.paths.checkpoint)
                 epoch_loss += sum(values)
@@ -432,10 +455,16 @@ def _train_loop(run: Run, progress: bool) -> dict[str, Any]:
     return log
 
 
+def resize_views(run: Run, step: int) -> None:
+    """Progressive resizing: the side of the views for `step` (`view_side`)."""
+    if run.cfg.start_resolution:
+        run.loader.resize(view_side(run.cfg, step, run.budget.total_steps))
+
+
 def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: ImageSet | None = None,
               eval_set: ImageSet | None = None, resume: bool = False, overwrite: bool = False,
               announce: bool = False, build: ModelBuilder = build_model,
-              make_loss: LossMaker = objective) -> dict[str, Any]:
+              make_loss: LossMaker = objective, stop_at_step: int = 0) -> dict[str, Any]:
     """Pre-train a SimCLR model as `cfg` says; return the log that is also written to `out`.
 
     `train_set` / `eval_set` default to the configured dataset's train / test split. With `resume`, the run
@@ -446,6 +475,8 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
 
     `build(cfg, device)` makes the model and `make_loss(cfg, world)` the loss. Only the
     deliberate mistakes pass others (`simclr_core.pitfalls`), which no config field can select.
+    `stop_at_step` > 0 stops the run there as Ctrl-C would (a checkpoint, `TrainingStopped`), to continue later
+    with `resume`: a long run in pieces, or a "wsd" run branched before its decay.
     """
     with hold_run_folder(out):
         if not resume and distributed.setup().is_main:
@@ -457,7 +488,7 @@ def train_ssl(cfg: Config, out: str = ".", progress: bool = True, train_set: Ima
         if announce and run.world.is_main:
             print(start_banner(cfg, out, str(run.device), run.log["precision_reason"], len(run.train_set),
                                len(run.eval_set), run.log), flush=True)
-        return _train_loop(run, progress)
+        return _train_loop(run, progress, stop_at_step)
 
 
 def hold_run_folder(out: str, wait: bool = False) -> contextlib.AbstractContextManager[Any]:
@@ -479,11 +510,12 @@ def start_banner(cfg: Config, out: str, device: str, precision: str, train_image
             f"{resumed}; output in {out}")
 
 
-def seconds_per_step(cfg: Config, device: torch.device) -> float:
+def seconds_per_step(cfg: Config, device: torch.device, steps: tuple[int, int] = (1, 1)) -> float:
     """Measured wall time of one training step of `cfg` on `device` (augmentation, forward, NT-Xent, backward,
     optimizer step), on random images; the global random state is left as it was. Evaluations are not
-    included: they add a few percent to long runs."""
-    warmup, timed = 1, 1  # the first step pays for one-off set-up (memory, kernels): time the one after it
+    included: they add a few percent to long runs. `steps`: untimed warm-up steps (the first pays for one-off
+    set-up: memory, kernels), then timed ones, of which the median is returned."""
+    warmup, timed = steps
     images = torch.randint(0, 256, ((warmup + timed) * cfg.batch_size, 3, 32, 32), dtype=torch.uint8)
     loader = two_view_loader(ImageSet(images, torch.zeros(len(images), dtype=torch.int64), ["random"]), cfg,
                              shuffle=False, seed=cfg.seed, device=device)

@@ -1,5 +1,5 @@
 """How the weights move: the optimizer (AdamW as the seed, SGD or LARS as large-batch SimCLR runs) and the
-learning-rate schedule (optional linear warm-up, then constant or cosine decay)."""
+learning-rate schedule (optional linear warm-up, then constant, cosine decay, or warm-up-stable-decay)."""
 
 from __future__ import annotations
 
@@ -61,11 +61,25 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
     return LARS(groups, lr=lr, momentum=momentum)
 
 
+DECAY_SHARE = 0.2  # the last share of a "wsd" run's steps, where its learning rate decays linearly to 0
+
+
+def decay_start(total_steps: int) -> int:
+    """The first step of a "wsd" run's decay. Before it, a run of any length takes the same steps at the same
+    rate, so one long run stopped at step `decay_start(n)` and decayed from there is the run of n steps."""
+    return total_steps - round(DECAY_SHARE * total_steps)
+
+
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
     """The share of the base learning rate used at `step` (0-based): linear warm-up from 1/warmup_steps to 1,
-    then 1 ("constant") or a half cosine from 1 to 0 over the remaining steps ("cosine")."""
+    then 1 ("constant"), a half cosine from 1 to 0 over the remaining steps ("cosine"), or 1 until
+    `decay_start` and a straight line to 0 over the last `DECAY_SHARE` of the run ("wsd": warm-up, stable,
+    decay)."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     if schedule == "constant":
         return 1.0
+    if schedule == "wsd":
+        start = decay_start(total_steps)
+        return 1.0 if step < start else (total_steps - step) / (total_steps - start)
     return 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / max(1, total_steps - warmup_steps)))

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .augment import normalize
 from .config import Config
-from .data import ImageSet, labelled_indices, load_split
+from .data import ImageSet, balanced_indices, labelled_indices, load_split, split_off_holdout
 from .model import SimCLRModel, load_model, memory_format
 from .resume import checkpoint_config
 from .runtime import machine_description, pick_device, seed_everything, uses_bf16
@@ -226,6 +226,15 @@ def probe_encoders(encoders: dict[str, nn.Module], train_set: ImageSet, test_set
     return results
 
 
+def probe_training_split(cfg: Config) -> tuple[ImageSet, ImageSet | None]:
+    """The images the probe trains on (`probe_train_subset` of the training split, less a run's holdout), and
+    the run's validation split (None without a holdout)."""
+    if not cfg.holdout:
+        return load_split(cfg.data, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed), None
+    rest, validation = split_off_holdout(load_split(cfg.data, "train", cfg.data_root), cfg.holdout)
+    return rest.subset(balanced_indices(rest.labels, cfg.probe_train_subset, cfg.seed)), validation
+
+
 def run_probe(out: str = ".", overrides: dict[str, Any] | None = None, progress: bool = True,
               labels_per_class: int = 0, label_seed: int = 0) -> dict[str, Any]:
     """Probe the checkpoint in `out` against a random-init encoder; write and return the probe log.
@@ -241,18 +250,22 @@ def run_probe(out: str = ".", overrides: dict[str, Any] | None = None, progress:
     with RunLock(out):  # one writer a run folder: not while it is being trained
         device = pick_device(cfg.device)
         trained, _ = load_encoder(str(paths.checkpoint), device)
-        train_set = load_split(cfg.data, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)
+        train_set, validation = probe_training_split(cfg)
         test_set = load_split(cfg.data, "test", cfg.data_root)
         labelled = labelled_indices(train_set, labels_per_class, label_seed) if labels_per_class else None
         start = time.perf_counter()
-        results = probe_encoders({"simclr": trained, "random": random_encoder(cfg, device)},
-                                 train_set, test_set, cfg, device, progress,
-                                 {"simclr": paths.features, "random": shared_cache()}, labelled)
+        encoders = {"simclr": trained, "random": random_encoder(cfg, device)}
+        caches = {"simclr": paths.features, "random": shared_cache()}
+        results = probe_encoders(encoders, train_set, test_set, cfg, device, progress, caches, labelled)
         log = {"config": cfg.to_dict(), "train_images": len(train_set) if labelled is None else len(labelled),
                "labels_per_class": labels_per_class, "label_seed": label_seed, "test_images": len(test_set),
                "precision": "bf16" if uses_bf16(cfg.precision, device) else "fp32",
-               "machine": machine_description(), "probe_seconds": round(time.perf_counter() - start, 2),
-               **{name: asdict(result) for name, result in results.items()}}
+               "machine": machine_description(), **{name: asdict(result) for name, result in results.items()}}
+        if validation is not None:  # the score choices are made on; the test score above is for reporting
+            on_validation = probe_encoders(encoders, train_set, validation, cfg, device, progress, caches, labelled)
+            log["validation"] = {name: result.test_accuracy for name, result in on_validation.items()}
+            log["validation_images"] = len(validation)
+        log["probe_seconds"] = round(time.perf_counter() - start, 2)
         save_json(paths.probe_log if labelled is None else
                   paths.probe_log.with_name(f"probe_results_{labels_per_class}_per_class_seed{label_seed}.json"), log)
         return log

@@ -52,6 +52,12 @@ def machine_description() -> str:
             f"{torch.get_num_threads()} torch threads{gpu}, torch {torch.__version__}")
 
 
+def machine_kind() -> str:
+    """The part of `machine_description` that decides a timing's scale: '2 cores, bf16 units: AVX512-BF16'.
+    Benchmark rows are compared (and skipped as already made) within one kind."""
+    return f"{os.cpu_count()} cores, bf16 units: {cpu_bf16_units()}"
+
+
 def bf16_speedup(device: torch.device, repeats: int = 3) -> float:
     """Measured time of a small convolutional training step in float32 over its time in bf16 autocast.
 

@@ -1,20 +1,72 @@
-"""The results the benchmark scripts stored in bench/results/, read the way the chapters read them.
+"""The results the benchmark scripts store in bench/results/: written one row at a time, read by the chapters.
 
 Runs that take longer than a chapter may (minutes to hours) are made by a script in bench/ and stored as rows of
-JSON; a chapter loads them, shows them and checks what its prose says about them. The seed-to-seed spread of the
-base configuration is what decides whether a difference between two single runs is a result: a difference
-smaller than twice the spread's standard deviation is called a tie.
+JSON; a chapter loads them, shows them and checks what its prose says about them. Every row a script writes goes
+through `RowFile.append`: atomically (a stopped script never leaves half a file), once (a row already there is
+skipped, so a script can be stopped and run again), and stamped with where it came from (`stamp`: the data copy,
+the machine, the date and the commit of the code that made it, as airbench keeps its source beside a result).
+The seed-to-seed spread of the base configuration is what decides whether a difference between two single runs
+is a result: a difference smaller than twice the spread's standard deviation is called a tie.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import statistics
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .runtime import machine_description, machine_kind
+from .storage import save_json
+
 RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results"
+# What every row says besides its measurements: which experiment and variant, and `stamp`'s provenance.
+ROW_SCHEMA = ("group", "name", "data", "machine", "machine_kind", "date", "commit")
+
+
+def code_commit() -> str:
+    """The git commit of this code, with "+dirty" when its work tree has uncommitted changes ("unknown" outside
+    a git clone)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    try:
+        return git("rev-parse", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no")
+                                           else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def stamp(data: str) -> dict[str, str]:
+    """Where a row comes from: the data copy (the folder's name, or "cifar10"), the machine, the date, the code."""
+    return {"data": os.path.basename(os.path.normpath(data)), "machine": machine_description(),
+            "machine_kind": machine_kind(), "date": datetime.date.today().isoformat(), "commit": code_commit()}
+
+
+class RowFile:
+    """One results file (a JSON list of rows), to which a bench script appends rows as they finish."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return json.loads(self.path.read_text()) if self.path.is_file() else []
+
+    def has(self, group: str, name: str) -> bool:
+        """Whether the row is already there, made on this kind of machine (a timing from another kind is not)."""
+        return any(row.get("group") == group and row["name"] == name and row.get("machine_kind") == machine_kind()
+                   for row in self.rows())
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Add `row`, which must hold every field of `ROW_SCHEMA`, and rewrite the file atomically."""
+        missing = [field for field in ROW_SCHEMA if field not in row]
+        if missing:
+            raise ValueError(f"a row of {self.path.name} needs {missing} (stamp() gives the provenance)")
+        save_json(self.path, [*self.rows(), row])
 
 
 def rows(name: str, group: str | None = None) -> list[dict[str, Any]]:

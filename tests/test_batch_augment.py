@@ -17,7 +17,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from simclr_core.augment import AugmentationParams, recipe_params, recipe_steps
+from simclr_core.augment import GRAY_P, AugmentationParams, recipe_params, recipe_steps
 from simclr_core.batch_augment import (
     BatchAugmentation,
     DeviceTwoViewLoader,
@@ -29,9 +29,10 @@ from simclr_core.batch_augment import (
     color_jitter,
     crop_and_flip,
     gaussian_blur,
+    random_grayscale,
     sample_crop_boxes,
 )
-from simclr_core.config import RECIPE_STEPS
+from simclr_core.config import RECIPE_STEPS, SEED_AUGMENTATIONS
 
 N = 4000
 KS_CRITICAL = 1.95 * math.sqrt(2 / N)
@@ -116,6 +117,34 @@ def test_jitter_and_blur_rates_match_the_recipe(images: torch.Tensor) -> None:
     assert_rate(_changed(batch, gaussian_blur(batch, PARAMS, draws)).float().mean().item(), PARAMS.blur_p)
 
 
+def test_grayscale_matches_torchvision_at_the_recipes_rate(images: torch.Tensor) -> None:
+    params = recipe_params(["gray"])
+    batch = images.repeat(N // len(images) + 1, 1, 1, 1)[:N]
+    out = random_grayscale(batch, params, Draws(torch.Generator().manual_seed(3)))
+    chosen = torch.rand(N, generator=torch.Generator().manual_seed(3)) < GRAY_P  # the draw it made
+    assert_rate(chosen.float().mean().item(), GRAY_P)
+    torch.testing.assert_close(out[chosen], TF.rgb_to_grayscale(batch[chosen], num_output_channels=3),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(out[~chosen], batch[~chosen])
+
+
+def test_the_seed_recipe_draws_no_grayscale(cifar_test) -> None:
+    """Without "gray" the batched views are those the recipe made before the step existed: no draw is added."""
+    images = cifar_test.images[:32]
+    seed_params = recipe_params(SEED_AUGMENTATIONS.split(","))
+    assert seed_params.gray_p == 0 and "gray" not in recipe_steps(seed_params)
+    with_gray = BatchAugmentation(recipe_params([*SEED_AUGMENTATIONS.split(","), "gray"]), seed=0)(images)
+    without = BatchAugmentation(seed_params, seed=0)(images)
+    assert not torch.equal(with_gray, without)
+    generator = torch.Generator().manual_seed(0)
+    draws = Draws(generator)
+    x = images.float() / 255
+    x = crop_and_flip(x, sample_crop_boxes(len(x), 32, seed_params, draws), draws.rand(len(x)) < seed_params.flip_p)
+    x = gaussian_blur(color_jitter(x, seed_params, draws), seed_params, draws)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)))
+    torch.testing.assert_close(without, (x - mean) / std)
+
+
 def test_flip_rate_matches_the_recipe() -> None:
     # an image whose left and right halves differ, and a crop box covering all of it: only the flip changes it
     ramp = torch.linspace(0, 1, 32).expand(N, 3, 32, 32).contiguous()
@@ -196,11 +225,12 @@ def test_a_recipe_of_flips_only_returns_the_images_or_their_mirrors(cifar_test) 
 
 def test_leaving_a_step_out_switches_off_exactly_that_step() -> None:
     full = recipe_params(RECIPE_STEPS, crop_min_scale=0.3, output_size=16)
-    assert full == AugmentationParams(output_size=16)
+    assert full == AugmentationParams(output_size=16, gray_p=GRAY_P)
+    assert recipe_params(SEED_AUGMENTATIONS.split(",")) == AugmentationParams()
     no_crop = recipe_params(["flip", "jitter", "blur"])
     boxes = sample_crop_boxes(500, 32, no_crop, Draws(torch.Generator().manual_seed(0)))
     assert (boxes == torch.tensor([0.0, 0.0, 32.0, 32.0])).all(), "no crop: every box is the whole image"
     crop_only = recipe_params(["crop"])
     assert (crop_only.flip_p, crop_only.jitter_p, crop_only.blur_p) == (0.0, 0.0, 0.0)
     assert crop_only.crop_scale == PARAMS.crop_scale
-    assert set(recipe_steps()) == set(RECIPE_STEPS), "the config's step names are the recipe's"
+    assert set(recipe_steps(full)) == set(RECIPE_STEPS), "the config's step names are the recipe's"

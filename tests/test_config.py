@@ -17,7 +17,7 @@ from simclr_core.supervised import SUPERVISED_FIELD_HELP, SupervisedConfig
 SPECIAL_VALUES = {"data": str(Path(__file__).parent), "data_root": "elsewhere", "optimizer": "lars",
                   "lr_schedule": "cosine", "pipeline": "reference", "device": "cpu", "precision": "bf16",
                   "train_resolution": 16, "loss": "dcl", "augmentations": "crop,jitter", "head": "linear",
-                  "stem": "imagenet"}
+                  "stem": "imagenet", "start_resolution": 16}
 
 
 def test_reference_preset_is_the_seeds_configuration() -> None:

@@ -1,0 +1,157 @@
+"""The long run on a CPU: which recipe learns most per CPU-hour (the levers), then a run of hours and its curve.
+
+Levers (`--group levers`): the base recipe and one change at a time, each trained for `LEVER_SECONDS` of this
+machine's per-step clock, so a change that makes a step cheaper (smaller views) trains more steps and one that
+makes it dearer (a wider network) fewer. The clock (`--group clock`) is the median of 20 training steps of each
+shape, measured with nothing else running; a run's steps come from it, never from its own wall clock, so other
+light work may share the machine while it trains. Every lever is scored on the validation split: 5,000 training
+images (`holdout`) that neither pre-training nor the probe's training sees. The test split is never looked at.
+
+A row records the probe (all 45,000 other training images, scored on the 5,000), the weighted 200-NN accuracy,
+the effective rank of h, the steps, images seen, clock and wall-clock seconds, and `stored.stamp`'s provenance.
+Rows are appended as they finish and skipped when already there; a stopped run resumes exactly from its last
+checkpoint (runs/long/NAME). Usage (about 22 minutes a lever on a 2-core CPU):
+
+    python bench/long_run.py --data data/cifar10-jpeg --group clock levers
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from simclr_core.analysis import effective_rank, weighted_knn_accuracy
+from simclr_core.config import Config, make_config
+from simclr_core.data import load_split, split_off_holdout
+from simclr_core.engine import seconds_per_step, train_ssl
+from simclr_core.model import load_model
+from simclr_core.probe import cached_features, train_linear_probe
+from simclr_core.runtime import pick_device, uses_bf16
+from simclr_core.storage import RunPaths, stored_run_log
+from simclr_core.stored import RowFile, stamp
+
+LEVER_SECONDS = 1200  # each lever's length on this machine's clock: 20 minutes
+# The base: a half-width ResNet-18 on full-size views of the 45,000 training images left by the holdout, AdamW,
+# the warm-up-stable-decay schedule (its curve points come from one run), T = 0.1, crops down to 20% of the image.
+BASE = dict(width=32, train_resolution=32, holdout=5000, batch_size=128, optimizer="adamw", lr=1e-3,
+            weight_decay=1e-4, lr_schedule="wsd", temperature=0.1, crop_min_scale=0.2,
+            augmentations="crop,flip,jitter,blur", eval_every=1, eval_batches=10, save_every=1)
+LEVERS: dict[str, dict[str, Any]] = {  # name -> what it changes in BASE
+    "base": {},
+    "10,000 images": dict(train_subset=10_000),
+    "16 px": dict(train_resolution=16),
+    "16 then 32 px": dict(start_resolution=16),  # 16x16 views for 80% of the steps, 32x32 for the decay
+    "width 64": dict(width=64),
+    "T 0.05": dict(temperature=0.05),
+    "T 0.2": dict(temperature=0.2),
+    "crop 0.08": dict(crop_min_scale=0.08),  # SimCLR's paper
+    "grayscale": dict(augmentations="crop,flip,jitter,gray,blur"),  # SimCLR's paper: p = 0.2
+    "no blur": dict(augmentations="crop,flip,jitter"),  # SimCLR's paper leaves blur out on CIFAR-10
+    "SGD": dict(optimizer="sgd", lr=0.06, weight_decay=5e-4),  # Nesterov momentum 0.9, as dkobak/simclr-cifar10
+    "cosine": dict(lr_schedule="cosine"),  # what the wsd schedule costs against cosine at one length
+    "base seed 1": dict(seed=1),  # a second seed: the spread at this length
+}
+RESULTS = Path(__file__).parent / "results" / "long_run.json"
+RUNS = Path(__file__).parent.parent / "runs" / "long"
+CLOCK_STEPS = (5, 20)  # untimed, then timed steps of the clock
+
+
+def lever_config(overrides: dict[str, Any], data: str) -> Config:
+    return make_config("reference", **{**BASE, "data": data, **overrides})
+
+
+def shape(cfg: Config, side: int) -> str:
+    """The name of a step's shape, which is all its clock depends on."""
+    return f"width {cfg.width}, {side} px, batch {cfg.batch_size}"
+
+
+def clock_row(name: str, cfg: Config) -> dict[str, Any]:
+    side = int(name.split(", ")[1].split()[0])
+    seconds = seconds_per_step(Config.from_dict({**cfg.to_dict(), "train_resolution": side, "start_resolution": 0}),
+                               pick_device(cfg.device), CLOCK_STEPS)
+    return {"seconds_per_step": round(seconds, 4), "steps_timed": CLOCK_STEPS[1]}
+
+
+def step_seconds(cfg: Config, clocks: dict[str, float]) -> float:
+    """Seconds a step of `cfg` takes on the clock: a progressive run spends 80% of its steps at its start side."""
+    final = clocks[shape(cfg, cfg.train_resolution)]
+    if not cfg.start_resolution:
+        return final
+    return 0.8 * clocks[shape(cfg, cfg.start_resolution)] + 0.2 * final
+
+
+def trained(cfg: Config, out: Path) -> dict[str, Any]:
+    """The run of `cfg` in `out`: reused when finished, continued when stopped, else trained afresh."""
+    log = stored_run_log(str(out))
+    same = log is not None and log["config"] == cfg.to_dict()
+    if same and log["finished"]:
+        return log
+    return train_ssl(cfg, str(out), resume=same, overwrite=not same)
+
+
+def measure(out: Path, cfg: Config) -> dict[str, Any]:
+    """The validation probe, 200-NN and effective rank of h = f(x) of the run in `out`."""
+    start = time.perf_counter()
+    device = pick_device(cfg.device)
+    bf16 = uses_bf16(cfg.precision, device)
+    encoder = load_model(RunPaths(out).checkpoint, device)[0].encoder
+    train, validation = split_off_holdout(load_split(cfg.data, "train", cfg.data_root), cfg.holdout)
+    h_train, h_val = (cached_features(encoder, images, RunPaths(out).features, device, bf16)
+                      for images in (train, validation))
+    probe = train_linear_probe(h_train, train.labels, h_val, validation.labels, cfg.probe_steps,
+                               cfg.probe_weight_decay)
+    return {"probe_val": round(probe.test_accuracy, 4),
+            "knn200_val": round(weighted_knn_accuracy(h_train, train.labels, h_val, validation.labels), 4),
+            "effective_rank_h": round(effective_rank(h_train), 2), "probe_train_images": len(train),
+            "validation_images": len(validation), "measure_seconds": round(time.perf_counter() - start, 1)}
+
+
+def lever_row(name: str, overrides: dict[str, Any], data: str, clocks: dict[str, float], runs: Path) -> dict[str, Any]:
+    base = lever_config(overrides, data)
+    per_step = step_seconds(base, clocks)
+    cfg = Config.from_dict({**base.to_dict(), "steps": round(LEVER_SECONDS / per_step)})
+    out = runs / name.replace(" ", "-").replace(",", "")
+    log = trained(cfg, out)
+    last = log["evals"][-1]
+    steps = len(log["step_loss"])
+    return {"overrides": overrides, "steps": steps, "images_seen": steps * cfg.batch_size,
+            "epochs": log["epochs"][-1]["epoch"], "clock_seconds_per_step": round(per_step, 4),
+            "clock_seconds": round(steps * per_step), "train_seconds": log["train_seconds"],
+            **measure(out, cfg), "ssl_top1_val": round(last["top1"], 4), "knn_online_val": last.get("knn"),
+            "step_loss_every_10": log["step_loss"][::10], "config": cfg.to_dict()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=os.environ.get("SIMCLR_DATA", "cifar10"))
+    parser.add_argument("--group", nargs="+", default=["clock", "levers"], choices=["clock", "levers"])
+    parser.add_argument("--only", nargs="+", help="these levers only")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file rows are added to")
+    parser.add_argument("--runs", type=Path, default=RUNS, help="where the runs are trained and kept")
+    args = parser.parse_args()
+    results = RowFile(args.results)
+    configs = [lever_config(overrides, args.data) for overrides in LEVERS.values()]
+    shapes = {shape(cfg, side): cfg for cfg in configs for side in {cfg.train_resolution, cfg.start_resolution} - {0}}
+
+    def record(group: str, name: str, make_row: Any) -> None:
+        if results.has(group, name):
+            return
+        row = {"group": group, "name": name, **make_row(), **stamp(args.data)}
+        results.append(row)
+        print({k: v for k, v in row.items() if k not in ("step_loss_every_10", "config")}, flush=True)
+
+    if "clock" in args.group:
+        for name, cfg in shapes.items():
+            record("clock", name, lambda name=name, cfg=cfg: clock_row(name, cfg))
+    if "levers" in args.group:
+        clocks = {row["name"]: row["seconds_per_step"] for row in results.rows() if row["group"] == "clock"}
+        for name, overrides in LEVERS.items():
+            if args.only is None or name in args.only:
+                record("levers", name, lambda name=name, o=overrides: lever_row(name, o, args.data, clocks, args.runs))
+
+
+if __name__ == "__main__":
+    main()
