@@ -31,9 +31,10 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from simclr_core.augment import normalize
+from simclr_core.batch_augment import two_view_loader
 from simclr_core.config import make_config
 from simclr_core.data import ImageSet
-from simclr_core.engine import objective, train_step, two_view_loader
+from simclr_core.engine import objective, train_step
 from simclr_core.model import build_model
 from simclr_core.optim import make_optimizer
 from simclr_core.runtime import machine_description

@@ -77,8 +77,8 @@ Markdown(f"```python\n{inspect.getsource(train_step)}```")
 # %% tags=["nbval-ignore-output"]
 import time
 
+from simclr_core.batch_augment import two_view_loader
 from simclr_core.data import load_split
-from simclr_core.engine import two_view_loader
 from simclr_core.loss import (
     contrastive_loss,
     contrastive_metrics,
@@ -232,7 +232,7 @@ plt.show()
 # same number of batches) run on its own training images as well as on the test images.
 
 # %% tags=["nbval-ignore-output"]
-from simclr_core.engine import evaluate_ssl
+from simclr_core.monitor import evaluate_ssl
 
 steps_per_epoch = log["steps_per_epoch"]
 first_epoch = log["step_loss"][:steps_per_epoch]

@@ -57,8 +57,7 @@ from simclr_core.analysis import brightness_views, linear_r2
 from simclr_core.config import make_config, scaled
 from simclr_core.data import ImageSet, labelled_indices, load_split
 from simclr_core.engine import load_or_train
-from simclr_core.plots import label_efficiency as label_efficiency_figure
-from simclr_core.plots import line_chart
+from simclr_core.plots import accuracy_against_labels, line_chart
 from simclr_core.probe import (
     budget_weight_decay,
     cached_features,
@@ -368,7 +367,7 @@ fine_tuned = {  # one subset, at the budgets where it ran: squares
     f"{names[m]} ({seconds(m)})": {n: mean(s) for n, s in results[m].items()}
     for m in ("LP-FT", "naive FT")
 }
-fig = label_efficiency_figure(
+fig = accuracy_against_labels(
     curves_at_B,
     fine_tuned,
     reference_budget=ALL,

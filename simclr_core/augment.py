@@ -83,13 +83,6 @@ def simclr_transform(params: AugmentationParams = AugmentationParams(), normaliz
     return v2.Compose(steps + ([normalize()] if normalized else []))
 
 
-def unnormalize(images: torch.Tensor) -> torch.Tensor:
-    """Inverse of `normalize`, clamped to [0, 1], for plotting."""
-    mean = torch.tensor(CIFAR10_MEAN).view(-1, 1, 1)
-    std = torch.tensor(CIFAR10_STD).view(-1, 1, 1)
-    return (images * std + mean).clamp(0, 1)
-
-
 class SSLAugmentation(Dataset):
     """Wraps a dataset of (image, label) and returns two independently augmented views of each image.
 

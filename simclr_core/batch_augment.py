@@ -25,8 +25,12 @@ from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
-from .augment import CIFAR10_MEAN, CIFAR10_STD, AugmentationParams
+from . import distributed
+from .augment import CIFAR10_MEAN, CIFAR10_STD, AugmentationParams, SSLAugmentation, recipe_params, simclr_transform
+from .config import Config
+from .data import ImageSet
 
 CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before falling back to the whole image
 
@@ -242,3 +246,22 @@ class DeviceTwoViewLoader:
         for start in range(0, len(self) * global_batch, global_batch):
             batch = self.images[order[start + offset:start + offset + self.batch_size]]
             yield (self.augment(batch, offset, global_batch), self.augment(batch, offset, global_batch))
+
+
+Loader = DataLoader | DeviceTwoViewLoader
+
+
+def two_view_loader(images: ImageSet, cfg: Config, shuffle: bool, seed: int, device: torch.device,
+                    world: distributed.Distributed = distributed.SINGLE_PROCESS) -> Loader:
+    """Batches of (view 1, view 2) as `cfg` asks: from this module's on-device pipeline ("fast"), or from
+    torchvision's per-image transforms in a DataLoader ("reference", as the seed).
+
+    Under torchrun each process gets its shard: batch_size / world_size images of every global batch.
+    """
+    params = recipe_params(cfg.augmentation_steps, cfg.crop_min_scale, cfg.train_resolution)
+    if cfg.pipeline == "fast":
+        return DeviceTwoViewLoader(images.images, cfg.batch_size // world.world_size, params, seed, device,
+                                   shuffle, world.rank, world.world_size)
+    return DataLoader(SSLAugmentation(images, simclr_transform(params)), batch_size=cfg.batch_size,
+                      shuffle=shuffle, drop_last=True, num_workers=cfg.num_workers,
+                      pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed))

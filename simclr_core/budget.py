@@ -7,12 +7,14 @@ many steps it can afford until it has timed some, so `TimeBudget` works in four 
    follows is exactly the one `--steps N` would train: a budget only chooses N;
 2. plan: as many steps as fit in 90% of what is left, with room for the evaluations (on the project's shared
    2-core machines a few timed steps were off by -10% to +19%);
-3. re-plan once, from the seconds a stretch of real steps took (the engine: its first epoch), aiming at 95%;
+3. re-plan once, when a tenth of the plan (and at least the run's minimum) has been trained (`replan_due`), from
+   the seconds those real steps took (`StepClock`: steps only, evaluations between them left out), aiming at 95%;
 4. `exceeded`: a run that the machine slowed down stops at the budget, whatever the plan said.
 
-The record it keeps (`record`) goes into the run's log as `budget`. A budget too short for its run's minimum
-number of steps is refused with the seconds it would need, rather than training a step or two and reporting
-them as a result.
+SimCLR pre-training (engine.py) and supervised training (supervised.py) both follow these four moves, with one
+rule for each. The record a budget keeps (`record`) goes into the run's log as `budget`. A budget too short for
+its run's minimum number of steps is refused with the seconds it would need, rather than training a step or two
+and reporting them as a result.
 """
 
 from __future__ import annotations
@@ -28,6 +30,29 @@ from torch import nn
 CALIBRATION_STEPS = (2, 5)  # steps run untimed (kernel set-up), then timed
 FIRST_PLAN_MARGIN = 0.90  # a plan from a few calibration steps: on shared machines epochs ran up to 25% slower
 REPLAN_MARGIN = 0.95  # a plan from a stretch of real steps: their seconds are known, so it can aim closer
+REPLAN_AFTER = 0.1  # share of the first plan after which the run plans again from its real steps
+
+Clock = Callable[[], float]
+
+
+class StepClock:
+    """Seconds spent in training steps alone: started before a stretch of steps and stopped after it (each at a
+    step count), so that the evaluations and checkpoints between stretches do not count as step time."""
+
+    def __init__(self, clock: Clock = time.perf_counter):
+        self.clock, self.seconds, self.steps = clock, 0.0, 0
+        self.started, self.from_step = 0.0, 0
+
+    def start(self, step: int) -> None:
+        self.started, self.from_step = self.clock(), step
+
+    def stop(self, step: int) -> None:
+        """End the stretch started last, now at step `step`."""
+        self.seconds += self.clock() - self.started
+        self.steps += step - self.from_step
+
+    def seconds_per_step(self) -> float:
+        return self.seconds / max(1, self.steps)
 
 
 def median_step_seconds(step: Callable[[], torch.Tensor], model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -68,10 +93,11 @@ class TimeBudget:
     """
 
     def __init__(self, seconds: float, total_steps: int, spent: float = 0.0,
-                 record: dict[str, Any] | None = None):
+                 record: dict[str, Any] | None = None, clock: Clock = time.perf_counter):
         self.seconds = seconds
         self.total_steps = total_steps
-        self.start = time.perf_counter() - spent
+        self.clock = clock
+        self.start = clock() - spent
         self.record: dict[str, Any] = record if record is not None else {"seconds": seconds}
 
     @property
@@ -79,7 +105,7 @@ class TimeBudget:
         return self.seconds > 0
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        return self.clock() - self.start
 
     def exceeded(self) -> bool:
         """Whether the budget is spent, counting the last evaluation that every run still owes."""
@@ -95,10 +121,16 @@ class TimeBudget:
             raise ValueError(f"a time budget of {self.seconds:g} s leaves room for only {planned} steps of this "
                              f"{what} on this machine ({step_seconds:.3g} s a step, {eval_seconds:.3g} s an "
                              f"evaluation), fewer than the {min_steps} it needs: give it at least {needed:.0f} s")
-        self.record.update(calibrated_step_seconds=round(step_seconds, 4), evaluation_seconds=round(eval_seconds, 3),
-                           planned_steps=planned)
         self.total_steps = min(self.total_steps, planned)
+        self.record.update(calibrated_step_seconds=round(step_seconds, 4), evaluation_seconds=round(eval_seconds, 3),
+                           planned_steps=planned,
+                           replan_at_step=max(min_steps, round(REPLAN_AFTER * self.total_steps)))
         return self.total_steps
+
+    def replan_due(self, steps_done: int) -> bool:
+        """Whether to plan again now: once, when the steps trained since the plan reach `replan_at_step`."""
+        return (self.limited and "replan_at_step" in self.record and "replanned_steps" not in self.record
+                and self.record["replan_at_step"] <= steps_done < self.total_steps)
 
     def replan(self, steps_done: int, step_seconds: float, steps_per_eval: float, upper_bound: int) -> int:
         """Plan the rest again from `step_seconds` measured on real steps; the record keeps both plans."""

@@ -10,22 +10,24 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Collection
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import distributed
-from .config import DATA_ENV_VAR, FIELD_CHOICES, FIELD_HELP, PRESETS, Config, make_config
+from .config import ENVIRONMENT, PRESETS, Config, describe_preset, from_environment, make_config
+from .engine import Run
+from .knobs import PROBE, names_with_role
 from .resume import TrainingStopped
 from .runtime import pick_device
 from .storage import RunExistsError, RunFolderBusy, WriteFailed
 
 LONG_RUN_SECONDS = 3600  # a CPU run estimated longer than this starts only when confirmed (or with --yes)
-# The fields `probe` reads; the rest (architecture, seed, ...) come from the checkpoint it probes.
-PROBE_FIELDS = ("data", "data_root", "device", "precision",
-                *(f.name for f in fields(Config) if f.name.startswith("probe_")))
+# The fields `probe` reads: where the images are, where and how to compute, and the probe's own knobs; the rest
+# (architecture, seed, ...) come from the checkpoint it probes.
+PROBE_FIELDS = ("data", "data_root", "device", "precision", *names_with_role(Config, PROBE))
 
 
 def _boolean(text: str) -> bool:
@@ -37,21 +39,23 @@ def _boolean(text: str) -> bool:
 FIELD_TYPES = {"int": int, "float": float, "str": str, "bool": _boolean}
 
 
-def _add_config_flags(parser: argparse.ArgumentParser, title: str, names: Collection[str]) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser, title: str, config_class: type, names: Collection[str],
+                      reference: str) -> None:
+    """A flag for each field of `config_class` in `names`, with the field's help and choices (knobs.py); its
+    default is None, so that only the flags given override the preset (or the checkpoint)."""
     group = parser.add_argument_group(title)
-    for field in fields(Config):
+    for field in fields(config_class):
         if field.name not in names:
             continue
-        default = field.default if field.default is not MISSING else field.default_factory()  # type: ignore[misc]
-        choices = FIELD_CHOICES.get(field.name)
+        choices = field.metadata["choices"] or None
         group.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=None,
                            type=FIELD_TYPES[str(field.type)], choices=choices,
                            metavar=None if choices else str(field.type).upper(),
-                           help=f"{FIELD_HELP[field.name]} (reference: {default})")
+                           help=f"{field.metadata['help']} ({reference}: {field.default!r})")
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name, None) is not None}
+def _overrides(args: argparse.Namespace, config_class: type = Config) -> dict[str, Any]:
+    return {f.name: getattr(args, f.name) for f in fields(config_class) if getattr(args, f.name, None) is not None}
 
 
 def default_preset(device: torch.device) -> str:
@@ -66,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="SimCLR from scratch: contrastive pre-training, linear probe, plots. Outputs go to "
                     "OUT/checkpoints/latest.pt, OUT/logs/*.json and OUT/plots/*.png.",
         epilog=f"Data: --data cifar10 downloads CIFAR-10 into --data-root; --data PATH reads a folder "
-               f"with train/ and test/ class folders; the {DATA_ENV_VAR} environment variable sets the "
+               f"with train/ and test/ class folders; the {ENVIRONMENT['data']} environment variable sets the "
                f"default. Example: python -m simclr_core train --preset quick")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -95,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "run in pieces)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_flags(train, "config overrides (default: the preset's value; in brackets: the reference's)",
-                      [f.name for f in fields(Config)])
+                      Config, [f.name for f in fields(Config)], "reference")
 
     probe = commands.add_parser("probe", help="linear probe: trained vs random-init encoder "
                                               "(the reference's linear_probe.py)",
@@ -106,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--out", required=True, help="the training run's output folder, e.g. runs/quick")
     probe.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_flags(probe, "probe settings (default: the checkpoint's value; in brackets: the reference's)",
-                      PROBE_FIELDS)
+                      Config, PROBE_FIELDS, "reference")
 
     _add_label_budget_commands(commands, probe)
 
@@ -162,14 +166,16 @@ def run_train(args: argparse.Namespace) -> None:
     out = args.out or str(Path("runs") / preset)
     if args.preset is None and not args.resume:
         print(f"no --preset given: {preset}, sized for this machine (see --help)", file=sys.stderr)
-    cfg = checkpoint_config(out, _overrides(args)) if args.resume else make_config(preset, **_overrides(args))
+    cfg = (checkpoint_config(out, _overrides(args)) if args.resume
+           else make_config(preset, **{**from_environment(), **_overrides(args)}))
     try:
         with hold_run_folder(out):
             if not args.resume:  # before timing anything: a folder in use or holding a run fails at once
                 refuse_to_replace(out, args.overwrite)
                 confirm_long_run(cfg, args.yes)
             log = train_ssl(cfg, out, progress=not args.no_progress, resume=args.resume, overwrite=args.overwrite,
-                            announce=True, stop_at_step=args.stop_at_step)
+                            on_start=lambda run: print(start_banner(run), flush=True),
+                            stop_at_step=args.stop_at_step)
     finally:
         distributed.teardown()
     if log["evals"]:  # only the main process evaluates and writes
@@ -180,9 +186,22 @@ def run_train(args: argparse.Namespace) -> None:
               f"{out}/checkpoints/latest.pt. Next: python -m simclr_core probe --out {out}")
 
 
+def start_banner(run: Run) -> str:
+    """Two lines that say what is about to run and where it goes, before the first step."""
+    cfg, log = run.cfg, run.log
+    data = f"{cfg.data} in {cfg.data_root}" if cfg.data == "cifar10" else cfg.data
+    done, total, per_epoch = len(log["step_loss"]), log["total_steps"], log["steps_per_epoch"]
+    resumed = f", resuming after step {done:,}" if done else ""
+    plan = f"the {cfg.time_budget:g} s budget fits {total:,} steps" if cfg.time_budget else f"{total:,} steps"
+    return (f"training: {describe_preset(cfg.to_dict())} on {run.device} in {log['precision_reason']}; data {data}: "
+            f"{len(run.train_set):,} training images, {len(run.eval_set):,} held-out\n"
+            f"{plan} of {cfg.batch_size} images ({total / per_epoch:.3g} epochs of {per_epoch:,} steps)"
+            f"{resumed}; output in {run.out}")
+
+
 def _add_label_budget_commands(commands: argparse._SubParsersAction, probe: argparse.ArgumentParser) -> None:
     """`probe --labels-per-class N` and the `supervised` command: what a few labels buy (chapter 7)."""
-    from .supervised import SUPERVISED_FIELD_HELP, SupervisedConfig
+    from .supervised import SupervisedConfig
 
     budget = probe.add_argument_group("label budget")
     budget.add_argument("--labels-per-class", type=int, default=0,
@@ -195,12 +214,8 @@ def _add_label_budget_commands(commands: argparse._SubParsersAction, probe: argp
                     "augmentations; writes OUT/checkpoints/latest.pt and OUT/logs/supervised_results.json.")
     supervised.add_argument("--out", required=True, help="output folder of this run")
     supervised.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    for field in fields(SupervisedConfig):
-        default = field.default if field.default is not MISSING else field.default_factory()  # type: ignore[misc]
-        meaning = SUPERVISED_FIELD_HELP.get(field.name) or FIELD_HELP[field.name]
-        supervised.add_argument(f"--{field.name.replace('_', '-')}", dest=field.name, default=default,
-                                type=FIELD_TYPES[str(field.type)], metavar=str(field.type).upper(),
-                                help=f"{meaning} (default: {default!r})")
+    _add_config_flags(supervised, "settings", SupervisedConfig, [f.name for f in fields(SupervisedConfig)],
+                      "default")
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -217,7 +232,7 @@ def run(argv: list[str] | None = None) -> None:
     elif args.command == "supervised":
         from .supervised import SupervisedConfig, train_supervised
 
-        cfg = SupervisedConfig(**{f.name: getattr(args, f.name) for f in fields(SupervisedConfig)})
+        cfg = SupervisedConfig(**{**from_environment(), **_overrides(args, SupervisedConfig)})
         log = train_supervised(cfg, args.out, progress=not args.no_progress)
         print(f"{'fine-tuned ' + cfg.init if cfg.init else 'from scratch'}: {log['train_images']} labelled images, "
               f"{len(log['step_loss'])} steps in {log['train_seconds']:.0f} s: test accuracy "

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .config import DATA_ENV_VAR
+from .config import ENVIRONMENT
 
 IMAGE_SIZE = 32
 
@@ -91,6 +91,17 @@ def split_off_holdout(images: ImageSet, holdout: int) -> tuple[ImageSet, ImageSe
     return images.subset(rest.nonzero().squeeze(1)), images.subset(held)
 
 
+def training_images(data: str, data_root: str, subset: int, seed: int,
+                    holdout: int = 0) -> tuple[ImageSet, ImageSet | None]:
+    """The images a run trains on, a class-balanced `subset` (0: all) of the training split, and with a `holdout`
+    the validation split it is scored on instead of the test split (without one, None). The holdout is drawn
+    from the whole split first, so it is the same images whatever the subset or the seed."""
+    if not holdout:
+        return load_split(data, "train", data_root, subset, seed), None
+    rest, validation = split_off_holdout(load_split(data, "train", data_root), holdout)
+    return rest.subset(balanced_indices(rest.labels, subset, seed)), validation
+
+
 def load_split(data: str, split: str, data_root: str = "data", subset: int = 0, seed: int = 0) -> ImageSet:
     """The `split` ("train" or "test") of `data`, optionally a class-balanced subset of `subset` images."""
     if split not in ("train", "test"):
@@ -124,7 +135,7 @@ def _load_cifar10(split: str, data_root: str, subset: int, seed: int) -> ImageSe
             f"CIFAR-10 is not in {os.path.abspath(data_root)!r} and could not be downloaded ({error}); "
             f"go online once, copy {CIFAR10_ARCHIVE} (from {CIFAR10_URL}) into that folder, or point the "
             f"project at a local copy laid out as train/ and test/ class folders with --data PATH or "
-            f"{DATA_ENV_VAR}=PATH"
+            f"{ENVIRONMENT['data']}=PATH"
         ) from error
     labels = torch.tensor(dataset.targets, dtype=torch.int64)
     keep = balanced_indices(labels, subset, seed)

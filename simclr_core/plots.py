@@ -96,7 +96,7 @@ def probe_accuracy(probe_log: dict[str, Any]) -> Figure:
                          colors=[COLORS.get(n) for n in names])
 
 
-def label_efficiency(curves: dict[str, dict[int, list[float]]], runs: dict[str, dict[int, float]] | None = None,
+def accuracy_against_labels(curves: dict[str, dict[int, list[float]]], runs: dict[str, dict[int, float]] | None = None,
                      references: dict[str, float] | None = None, reference_budget: int = 5000,
                      title: str = "What pre-training buys when labels are scarce") -> Figure:
     """Test accuracy against labelled images per class (log axis). `curves`: per method, the scores of several

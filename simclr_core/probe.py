@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .augment import normalize
 from .config import Config
-from .data import ImageSet, balanced_indices, labelled_indices, load_split, split_off_holdout
+from .data import ImageSet, labelled_indices, load_split, training_images
 from .model import SimCLRModel, load_model, memory_format
 from .resume import checkpoint_config
 from .runtime import machine_description, pick_device, seed_everything, uses_bf16
@@ -226,15 +226,6 @@ def probe_encoders(encoders: dict[str, nn.Module], train_set: ImageSet, test_set
     return results
 
 
-def probe_training_split(cfg: Config) -> tuple[ImageSet, ImageSet | None]:
-    """The images the probe trains on (`probe_train_subset` of the training split, less a run's holdout), and
-    the run's validation split (None without a holdout)."""
-    if not cfg.holdout:
-        return load_split(cfg.data, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed), None
-    rest, validation = split_off_holdout(load_split(cfg.data, "train", cfg.data_root), cfg.holdout)
-    return rest.subset(balanced_indices(rest.labels, cfg.probe_train_subset, cfg.seed)), validation
-
-
 def run_probe(out: str = ".", overrides: dict[str, Any] | None = None, progress: bool = True,
               labels_per_class: int = 0, label_seed: int = 0) -> dict[str, Any]:
     """Probe the checkpoint in `out` against a random-init encoder; write and return the probe log.
@@ -250,7 +241,8 @@ def run_probe(out: str = ".", overrides: dict[str, Any] | None = None, progress:
     with RunLock(out):  # one writer a run folder: not while it is being trained
         device = pick_device(cfg.device)
         trained, _ = load_encoder(str(paths.checkpoint), device)
-        train_set, validation = probe_training_split(cfg)
+        train_set, validation = training_images(cfg.data, cfg.data_root, cfg.probe_train_subset, cfg.seed,
+                                                cfg.holdout)
         test_set = load_split(cfg.data, "test", cfg.data_root)
         labelled = labelled_indices(train_set, labels_per_class, label_seed) if labels_per_class else None
         start = time.perf_counter()

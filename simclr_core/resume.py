@@ -14,7 +14,6 @@ import random
 import signal
 import threading
 from collections.abc import Iterator
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from .batch_augment import DeviceTwoViewLoader
-from .config import Config, describe_changes
+from .config import RESUME_MAY_CHANGE, Config
+from .knobs import changed_fields, describe_changes
 from .storage import RunPaths, load_checkpoint
-
-# Fields that may differ when a run is resumed: bookkeeping and hardware, not what the weights were trained on.
-RESUMABLE_CHANGES = {"epochs", "eval_every", "eval_batches", "save_every", "device", "precision", "num_workers",
-                     "compile", "sync_every", "steps", "knn_bank", "knn_queries", "probe_steps",
-                     "probe_weight_decay", "probe_train_subset"}
 
 
 class TrainingStopped(Exception):
@@ -37,9 +32,8 @@ class TrainingStopped(Exception):
 
 
 def check_resumable(saved: Config, wanted: Config, checkpoint: Path) -> None:
-    """Refuse to continue a run with settings that would make it a different run."""
-    changed = [f.name for f in fields(Config)
-               if getattr(saved, f.name) != getattr(wanted, f.name) and f.name not in RESUMABLE_CHANGES]
+    """Refuse to continue a run with settings that would make it a different run (`RESUME_MAY_CHANGE`)."""
+    changed = changed_fields(Config, saved.to_dict(), wanted.to_dict(), RESUME_MAY_CHANGE)
     if changed:
         raise ValueError(f"cannot resume {checkpoint}: {describe_changes(saved.to_dict(), wanted.to_dict(), changed)}"
                          f"; resume with the checkpoint's values or train into a new --out folder")

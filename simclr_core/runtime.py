@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import random
+import resource
+import sys
 import time
 from pathlib import Path
 
@@ -27,11 +29,23 @@ def pick_device(name: str = "auto") -> torch.device:
 def cpu_bf16_units() -> str:
     """The CPU's bfloat16 matrix instructions: "AMX" (Intel Sapphire Rapids and later), "AVX512-BF16" (AMD Zen 4
     and later, Intel Cooper Lake) or "none". oneDNN runs bf16 convolutions natively on the first two."""
-    if torch.cpu._is_amx_tile_supported():
-        return "AMX"
-    if torch.cpu._is_avx512_bf16_supported():
-        return "AVX512-BF16"
+    for units, probe, flag in (("AMX", "_is_amx_tile_supported", "amx_tile"),
+                               ("AVX512-BF16", "_is_avx512_bf16_supported", "avx512_bf16")):
+        found = getattr(torch.cpu, probe, None)  # torch's own probe is private: a release may drop it
+        if found() if found is not None else flag in _cpu_flags():
+            return units
     return "none"
+
+
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them in /proc/cpuinfo (empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def cpu_model() -> str:
@@ -68,19 +82,21 @@ def bf16_speedup(device: torch.device, repeats: int = 3) -> float:
                         nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                         nn.Linear(128, 10)).to(device)
     x = torch.randn(128, 3, 32, 32, device=device)
+    return probe_step_seconds(net, x, False, repeats) / probe_step_seconds(net, x, True, repeats)
 
-    def seconds(bf16: bool) -> float:
-        times = []
-        for _ in range(repeats + 1):  # the first call sets kernels up and is not counted
-            start = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = net(x).float().square().mean()
-            loss.backward()
-            loss.item()  # wait for the device
-            times.append(time.perf_counter() - start)
-        return sorted(times[1:])[repeats // 2]
 
-    return seconds(False) / seconds(True)
+def probe_step_seconds(net: nn.Module, x: torch.Tensor, bf16: bool, repeats: int) -> float:
+    """Median seconds of a forward and backward pass of `net` on `x` (in bf16 autocast with `bf16`), after one
+    untimed pass that sets the kernels up."""
+    times = []
+    for _ in range(repeats + 1):
+        start = time.perf_counter()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = net(x).float().square().mean()
+        loss.backward()
+        loss.item()  # wait for the device
+        times.append(time.perf_counter() - start)
+    return sorted(times[1:])[repeats // 2]
 
 
 def choose_precision(precision: str, device: torch.device) -> tuple[bool, str]:
@@ -116,3 +132,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process so far: allocated GPU memory on CUDA, resident set size on the CPU."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 1024), 1)

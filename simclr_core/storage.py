@@ -17,11 +17,12 @@ import sys
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, TypedDict
 
 import torch
 
-from .config import Config, describe_changes, describe_preset
+from .config import REUSE_MAY_CHANGE, Config, describe_preset
+from .knobs import changed_fields, describe_changes
 
 CHECKPOINT_FORMAT = 1
 TEMPORARY_SUFFIX = ".tmp"
@@ -89,10 +90,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                                 f"(`python -m simclr_core train --out {path.parent.parent}`)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path} is not a readable simclr-book checkpoint ({type(error).__name__}: "
-                         f"{error}); it may be truncated or another kind of file: retrain, or restore "
-                         f"a good copy") from error
+    except Exception as error:  # torch's own message advises weights_only=False, which runs any code a file holds
+        raise ValueError(f"{path} is not a readable simclr-book checkpoint (torch cannot read it as weights: "
+                         f"{type(error).__name__}); it may be truncated or another kind of file. Retrain into "
+                         f"this folder (train --overwrite --out {path.parent.parent}), or restore a good copy; "
+                         f"do not load a file you did not make with weights_only=False") from None
     if not isinstance(state, dict) or "format_version" not in state:
         raise ValueError(f"{path} is a torch file but not a simclr-book checkpoint (no format_version)")
     if state["format_version"] > CHECKPOINT_FORMAT:
@@ -193,7 +195,28 @@ class RunExistsError(FileExistsError):
     """The output folder already holds a run, and this one would replace it."""
 
 
-def stored_run_log(out: str) -> dict[str, Any] | None:
+class TrainingLog(TypedDict, total=False):
+    """A pre-training run's record, `logs/ssl_results.json` (and inside its checkpoint): what the chapters, the
+    plots, the command line and the bench scripts read of a run."""
+
+    config: dict[str, Any]  # Config.to_dict() of the run
+    device: str
+    precision: str  # "bf16" or "fp32", as resolved on this machine
+    precision_reason: str
+    machine: str  # runtime.machine_description()
+    finished: bool
+    train_images: int
+    steps_per_epoch: int
+    total_steps: int  # the run's planned steps (a time budget's plan, else the config's)
+    step_loss: list[float]  # the loss of every step taken, in order
+    epochs: list[dict[str, float]]  # per epoch (the last may be partial, 7.5): epoch, loss, lr, seconds
+    evals: list[dict[str, float]]  # per evaluation, from epoch 0: epoch, loss, p_pos, top1 (and knn)
+    train_seconds: float  # wall clock of training, evaluations included
+    budget: dict[str, Any]  # budget.TimeBudget.record, for a run with a time budget
+    peak_memory_mb: float
+
+
+def stored_run_log(out: str) -> TrainingLog | None:
     """The log of the run in `out` (its JSON copy, else the checkpoint's), or None when there is no run."""
     paths = RunPaths(out)
     if paths.ssl_log.is_file():
@@ -203,7 +226,7 @@ def stored_run_log(out: str) -> dict[str, Any] | None:
     return None
 
 
-def describe_run(log: dict[str, Any]) -> str:
+def describe_run(log: TrainingLog) -> str:
     """'a finished run (smoke preset with epochs=4; 4 of 4 epochs, 24 steps done)'."""
     state = "a finished run" if log.get("finished") else "an unfinished run"
     return (f"{state} ({describe_preset(log['config'])}; {len(log['epochs'])} of {log['config']['epochs']} "
@@ -219,14 +242,12 @@ def refuse_to_replace(out: str, overwrite: bool) -> None:
                              f"replace it and its probe log and plots with --overwrite, or choose another --out")
 
 
-def check_same_config(log: dict[str, Any], cfg: Config, out: str) -> None:
+def check_same_config(log: TrainingLog, cfg: Config, out: str) -> None:
     """Refuse to reuse (or continue) the run whose `log` is in `out` as a run of `cfg` when it was trained
-    differently. Fields added since the run was stored count with their defaults; the probe's settings do not
-    change the trained encoder and are not compared."""
-    stored, wanted = {**Config().to_dict(), **log["config"]}, cfg.to_dict()
-    changed = [name for name in [*wanted, *(name for name in stored if name not in wanted)]
-               if not name.startswith("probe_") and stored.get(name) != wanted.get(name)]
+    differently: everything but the probe's settings (`REUSE_MAY_CHANGE`) must match. Fields added since the run
+    was stored count with their defaults."""
+    changed = changed_fields(Config, log["config"], cfg.to_dict(), REUSE_MAY_CHANGE)
     if changed:
         raise RunExistsError(f"{out} holds {describe_run(log)} of another config: "
-                             f"{describe_changes(stored, wanted, changed)}. Pass another folder, or delete "
-                             f"{out} to train this config there")
+                             f"{describe_changes({**Config().to_dict(), **log['config']}, cfg.to_dict(), changed)}. "
+                             f"Pass another folder, or delete {out} to train this config there")

@@ -35,68 +35,72 @@ from tqdm import tqdm
 
 from .augment import AugmentationParams, recipe_params
 from .batch_augment import BatchAugmentation
-from .budget import TimeBudget, median_step_seconds
-from .config import RECIPE_STEPS, Config, default_precision
+from .budget import StepClock, TimeBudget, median_step_seconds
+from .config import Config, augmentation_steps
 from .data import ImageSet, balanced_indices, labelled_indices, load_split
+from .knobs import knob, knob_fields, shared, validate_knobs
 from .model import CifarResNet18, load_model, memory_format
 from .optim import lr_factor
 from .probe import budget_weight_decay, extract_features, linear_probe_layer
 from .resume import checkpoint_config
 from .runtime import choose_precision, machine_description, pick_device, seed_everything
-from .storage import RunPaths, load_checkpoint, load_json, save_checkpoint, save_json
+from .storage import RunPaths, load_checkpoint, save_checkpoint, save_json
 
 TRAIN_ACCURACY_IMAGES = 2000  # training accuracy is measured on at most this many labelled images (time)
 VALIDATION_SEED = 1_000_003  # the validation images are the same for every run, whatever its label seed
 MIN_BUDGET_STEPS = 20  # a time budget that leaves fewer steps than this is refused, not reported as a result
-REPLAN_AFTER = 0.1  # share of the first plan's steps after which a budgeted run plans again from real steps
 PROBE_HEAD = dict(steps=100, weight_decay=Config().probe_weight_decay)  # LP-FT's head: the book's probe
+
+
+SHARED = knob_fields(Config)  # the SimCLR config's knobs, which this config reuses where the meaning is the same
 
 
 @dataclass
 class SupervisedConfig:
-    data: str = dataclasses.field(default_factory=lambda: Config().data)  # Config's default
-    data_root: str = "data"
-    labels_per_class: int = 100
-    label_seed: int = 0
-    validation_per_class: int = 0
-    test_subset: int = 0
-    width: int = 64
-    init: str = ""
-    head: str = "random"
-    steps: int = 500
-    time_budget: float = 0.0
-    batch_size: int = 128
-    lr: float = 1e-3
-    encoder_lr_scale: float = 0.1
-    weight_decay: float = 1e-4
-    augmentations: str = ",".join(RECIPE_STEPS)
-    crop_min_scale: float = 0.3
-    seed: int = 0
-    device: str = "auto"
-    precision: str = dataclasses.field(default_factory=default_precision)
+    """A supervised run: the labels it trains on, where it starts from, and the knobs it shares with `Config`."""
+
+    data: str = shared(SHARED["data"])
+    data_root: str = shared(SHARED["data_root"])
+    labels_per_class: int = knob(100, "labelled training images of each class", at_least=1)
+    label_seed: int = knob(0, "which labelled images (data.labelled_indices): the budgets of one seed are nested")
+    validation_per_class: int = knob(0, "hold this many images of each class out of the training split for "
+                                        "validation (labelled images come from the rest); 0: no validation",
+                                     at_least=0)
+    test_subset: int = knob(0, "0 = the whole test split; else a class-balanced subset of that many images",
+                            at_least=0)
+    width: int = shared(SHARED["width"], help="of the ResNet-18; fine-tuning needs the pre-trained run's width")
+    init: str = knob("", "a SimCLR run folder whose encoder is fine-tuned; empty trains from scratch")
+    head: str = knob("random", "fine-tuning's linear layer: random (a fresh one) or probe (the frozen features' "
+                               "probe first: LP-FT)", choices=("random", "probe"))
+    steps: int = shared(SHARED["steps"], 500, "optimizer steps, when there is no time budget")
+    time_budget: float = shared(SHARED["time_budget"], help="> 0: seconds for the whole run (head fit and "
+                                                             "evaluation included); it decides the steps")
+    batch_size: int = shared(SHARED["batch_size"], help="images per step, drawn with replacement: 10 labelled "
+                                                         "images or 50,000 alike")
+    lr: float = shared(SHARED["lr"], 1e-3, "AdamW's learning rate, for the linear layer and (from scratch) the "
+                                           "encoder")
+    encoder_lr_scale: float = knob(0.1, "fine-tuning: the pre-trained encoder's learning rate is lr times this",
+                                   above=0)
+    weight_decay: float = shared(SHARED["weight_decay"])
+    augmentations: str = shared(SHARED["augmentations"], help="comma-separated steps of the SimCLR recipe applied "
+                                                               "to the labelled images (crop, flip, jitter, gray, "
+                                                               "blur); crop,flip is the usual supervised choice; "
+                                                               "'' for none")
+    crop_min_scale: float = shared(SHARED["crop_min_scale"])
+    seed: int = shared(SHARED["seed"])
+    device: str = shared(SHARED["device"])
+    precision: str = shared(SHARED["precision"])
 
     def validate(self) -> SupervisedConfig:
         """Raise ValueError naming the first bad field and what to do; return self when fine."""
-        for name in ("labels_per_class", "width", "steps", "batch_size"):
+        for name in ("steps", "batch_size"):  # shared knobs whose range here is narrower than in `Config`
             if getattr(self, name) < 1:
                 raise ValueError(f"supervised config field {name}={getattr(self, name)} must be at least 1")
-        for name in ("lr", "encoder_lr_scale"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"supervised config field {name}={getattr(self, name)} must be > 0")
-        for name in ("validation_per_class", "test_subset", "time_budget", "weight_decay"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"supervised config field {name}={getattr(self, name)} must not be negative")
-        if not 0 < self.crop_min_scale <= 1:
-            raise ValueError(f"supervised config field crop_min_scale={self.crop_min_scale} must lie in (0, 1]")
-        steps = [step.strip() for step in self.augmentations.split(",") if step.strip()]
-        if set(steps) - set(RECIPE_STEPS):
-            raise ValueError(f"supervised config field augmentations={self.augmentations!r}: give a comma-separated "
-                             f"choice of {', '.join(RECIPE_STEPS)} (for instance 'crop,flip'), or '' for none")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"supervised config field precision={self.precision!r}: use 'auto', 'bf16' or 'fp32'")
-        if self.head not in ("random", "probe"):
-            raise ValueError(f"supervised config field head={self.head!r}: use 'random' (a fresh linear layer) or "
-                             f"'probe' (the linear probe of the frozen features first: LP-FT)")
+        validate_knobs(self, "supervised config")
+        try:
+            augmentation_steps(self.augmentations)
+        except ValueError as error:
+            raise ValueError(f"supervised config field {error}, or '' for none") from None
         if self.head == "probe" and not self.init:
             raise ValueError("head='probe' fits the linear probe on a pre-trained encoder's features: give --init "
                              "a SimCLR run folder, or use head='random' to train from scratch")
@@ -113,29 +117,7 @@ class SupervisedConfig:
         return dataclasses.asdict(self)
 
     def augmentation_params(self) -> AugmentationParams:
-        steps = [step.strip() for step in self.augmentations.split(",") if step.strip()]
-        return recipe_params(steps, self.crop_min_scale)
-
-
-# One line of help for each field whose meaning differs from the SimCLR Config's field of that name (the
-# others, such as data, seed, device and precision, share config.FIELD_HELP); `supervised --help` shows them
-SUPERVISED_FIELD_HELP: dict[str, str] = {
-    "labels_per_class": "labelled training images of each class",
-    "label_seed": "which labelled images (data.labelled_indices): the budgets of one seed are nested",
-    "validation_per_class": "hold this many images of each class out of the training split for validation "
-                            "(labelled images come from the rest); 0: no validation",
-    "test_subset": "0 = the whole test split; else a class-balanced subset of that many images",
-    "width": "of the ResNet-18; fine-tuning needs the pre-trained run's width",
-    "init": "a SimCLR run folder whose encoder is fine-tuned; empty trains from scratch",
-    "head": "fine-tuning's linear layer: random (a fresh one) or probe (the frozen features' probe first: LP-FT)",
-    "steps": "optimizer steps, when there is no time budget",
-    "time_budget": "> 0: seconds for the whole run (head fit and evaluation included); it decides the steps",
-    "batch_size": "images per step, drawn with replacement: 10 labelled images or 50,000 alike",
-    "lr": "AdamW's learning rate, for the linear layer and (from scratch) the encoder",
-    "encoder_lr_scale": "fine-tuning: the pre-trained encoder's learning rate is lr times this",
-    "augmentations": "comma-separated steps of the SimCLR recipe applied to the labelled images (crop, flip, "
-                     "jitter, blur); crop,flip is the usual supervised choice",
-}
+        return recipe_params(augmentation_steps(self.augmentations), self.crop_min_scale)
 
 
 class Classifier(nn.Module):
@@ -236,13 +218,11 @@ def train_supervised(cfg: SupervisedConfig, out: str = ".", progress: bool = Tru
     paths = RunPaths(out)
     paths.check_writable()
     device = pick_device(cfg.device)
-    if train_set is None:
-        train_set = load_split(cfg.data, "train", cfg.data_root)
-    if test_set is None:
-        test_set = load_split(cfg.data, "test", cfg.data_root, cfg.test_subset)
+    train_set = load_split(cfg.data, "train", cfg.data_root) if train_set is None else train_set
+    test_set = load_split(cfg.data, "test", cfg.data_root, cfg.test_subset) if test_set is None else test_set
     labelled, validation = split_labelled(train_set, cfg)
-    shown = labelled.subset(balanced_indices(labelled.labels, TRAIN_ACCURACY_IMAGES, seed=0))
-
+    scored = {"train": labelled.subset(balanced_indices(labelled.labels, TRAIN_ACCURACY_IMAGES, seed=0)),
+              "validation": validation, "test": test_set}
     budget = TimeBudget(cfg.time_budget, cfg.steps if not cfg.time_budget else sys.maxsize)
     bf16, precision_reason = choose_precision(cfg.precision, device)
     model, encoder_lr = initial_classifier(cfg, len(train_set.classes), labelled, len(train_set), device, bf16)
@@ -250,51 +230,63 @@ def train_supervised(cfg: SupervisedConfig, out: str = ".", progress: bool = Tru
     optimizer = torch.optim.AdamW([{"params": model.encoder.parameters(), "lr": encoder_lr},
                                    {"params": model.classifier.parameters(), "lr": cfg.lr}],
                                   weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, budget.total_steps, 0,
-                                                                                    "cosine"))
-    params = cfg.augmentation_params()
     log: dict[str, Any] = {"config": cfg.to_dict(), "init_config": pretrained_config(cfg), "device": str(device),
                            "precision": "bf16" if bf16 else "fp32", "precision_reason": precision_reason,
                            "machine": machine_description(), "finished": False, "train_images": len(labelled),
                            "validation_images": len(validation) if validation else 0, "test_images": len(test_set)}
     if budget.limited:
-        calibration = labelled_batches(labelled, cfg.batch_size, params, cfg.seed + 2, device)
-        step_seconds = median_step_seconds(lambda: supervised_step(model, optimizer, *next(calibration), bf16),
-                                           model, optimizer)
-        evaluated = len(test_set) + len(shown) + (len(validation) if validation else 0)
-        budget.plan(step_seconds, evaluation_seconds(model, test_set, evaluated, device, bf16), sys.maxsize,
-                    MIN_BUDGET_STEPS, "supervised run")
+        _plan(budget, model, optimizer, labelled, scored, cfg, device, bf16)
         log["budget"] = budget.record
-
-    model.train()
-    losses = []
-    batches = labelled_batches(labelled, cfg.batch_size, params, cfg.seed, device)
-    replan_at = max(MIN_BUDGET_STEPS, int(REPLAN_AFTER * budget.total_steps)) if budget.limited else 0
-    bar = tqdm(total=budget.total_steps, desc="supervised training", unit="step", disable=not progress)
-    loop_start = time.perf_counter()
-    while len(losses) < budget.total_steps:
-        losses.append(supervised_step(model, optimizer, *next(batches), bf16))
-        scheduler.step()
-        bar.update()
-        if len(losses) == replan_at and replan_at < budget.total_steps:  # real steps time better than calibration
-            bar.total = budget.replan(len(losses), (time.perf_counter() - loop_start) / len(losses), sys.maxsize,
-                                      sys.maxsize)
-        if budget.exceeded() and len(losses) < budget.total_steps:
-            budget.stop_early(len(losses))
-    bar.close()
+    losses = _fit(model, optimizer, labelled, cfg, budget, device, bf16, progress)
     log["total_steps"] = budget.total_steps
-    log["step_loss"] = [round(value, 5) for value in torch.stack(losses).tolist()]
+    log["step_loss"] = [round(value, 5) for value in losses]
     if not all(math.isfinite(value) for value in log["step_loss"]):
         raise FloatingPointError(f"the loss diverged ({log['step_loss'][-1]} at the last step): lower --lr")
-    log["train_accuracy"] = accuracy(model, shown, device, bf16)
-    log["train_accuracy_images"] = len(shown)
-    log["validation_accuracy"] = accuracy(model, validation, device, bf16) if validation else None
-    log["test_accuracy"] = accuracy(model, test_set, device, bf16)
+    for split, images in scored.items():
+        log[f"{split}_accuracy"] = accuracy(model, images, device, bf16) if images is not None else None
+    log["train_accuracy_images"] = len(scored["train"])
     log["train_seconds"] = round(budget.elapsed(), 2)
     log["finished"] = True
     save_checkpoint(paths.checkpoint, {"config": cfg.to_dict(), "log": log, "model": model.state_dict()})
     save_json(paths.supervised_log, log)
     return log
+
+
+def _plan(budget: TimeBudget, model: Classifier, optimizer: torch.optim.Optimizer, labelled: ImageSet,
+          scored: dict[str, ImageSet | None], cfg: SupervisedConfig, device: torch.device, bf16: bool) -> None:
+    """Time a few steps (undone afterwards) and the final evaluations, and plan the steps that fit the budget."""
+    calibration = labelled_batches(labelled, cfg.batch_size, cfg.augmentation_params(), cfg.seed + 2, device)
+    step_seconds = median_step_seconds(lambda: supervised_step(model, optimizer, *next(calibration), bf16),
+                                       model, optimizer)
+    evaluated = sum(len(images) for images in scored.values() if images is not None)
+    budget.plan(step_seconds, evaluation_seconds(model, scored["test"], evaluated, device, bf16), sys.maxsize,
+                MIN_BUDGET_STEPS, "supervised run")
+
+
+def _fit(model: Classifier, optimizer: torch.optim.Optimizer, labelled: ImageSet, cfg: SupervisedConfig,
+         budget: TimeBudget, device: torch.device, bf16: bool, progress: bool) -> list[float]:
+    """The training steps, with the cosine schedule fitted to the budget's steps (re-planned once, from the
+    seconds the real steps took, and stopped early if the machine slowed down: budget.py's rules)."""
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, budget.total_steps, 0,
+                                                                                    "cosine"))
+    model.train()
+    losses = []
+    batches = labelled_batches(labelled, cfg.batch_size, cfg.augmentation_params(), cfg.seed, device)
+    bar = tqdm(total=budget.total_steps, desc="supervised training", unit="step", disable=not progress)
+    clock = StepClock()
+    clock.start(0)
+    while len(losses) < budget.total_steps:
+        losses.append(supervised_step(model, optimizer, *next(batches), bf16))
+        scheduler.step()
+        bar.update()
+        if budget.replan_due(len(losses)):
+            clock.stop(len(losses))
+            clock.start(len(losses))
+            bar.total = budget.replan(len(losses), clock.seconds_per_step(), sys.maxsize, sys.maxsize)
+        if budget.exceeded() and len(losses) < budget.total_steps:
+            budget.stop_early(len(losses))
+    bar.close()
+    return torch.stack(losses).tolist()
 
 
 def load_classifier(out: str, device: torch.device | str = "cpu") -> tuple[Classifier, SupervisedConfig]:
@@ -304,17 +296,3 @@ def load_classifier(out: str, device: torch.device | str = "cpu") -> tuple[Class
     model = Classifier(cfg.width, state["model"]["classifier.weight"].shape[0])
     model.load_state_dict(state["model"])
     return model.to(device), cfg
-
-
-def load_or_train_supervised(cfg: SupervisedConfig, out: str, progress: bool = True, train_set: ImageSet | None = None,
-                             test_set: ImageSet | None = None) -> tuple[Classifier, dict[str, Any]]:
-    """Reuse the finished run in `out` if it was trained with exactly `cfg` from the same SimCLR run; else
-    train it now (from the start: runs are short and keep no mid-run checkpoints). The sets are as in
-    `train_supervised`: pass them to load the data once for many runs."""
-    paths = RunPaths(out)
-    if paths.checkpoint.is_file() and paths.supervised_log.is_file():
-        log = load_json(paths.supervised_log)
-        if log.get("finished") and log["config"] == cfg.to_dict() and log["init_config"] == pretrained_config(cfg):
-            return load_classifier(out, pick_device(cfg.device))[0], log
-    log = train_supervised(cfg, out, progress, train_set, test_set)
-    return load_classifier(out, pick_device(cfg.device))[0], log

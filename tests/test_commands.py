@@ -17,7 +17,7 @@ import torch
 from conftest import ROOT, pyproject, skip_unless_ci
 
 import simclr_core.engine as engine
-from simclr_core import distributed
+from simclr_core import data, distributed
 from simclr_core.cli import main
 from simclr_core.data import ImageSet
 from simclr_core.storage import RunPaths, load_checkpoint, save_json
@@ -81,6 +81,7 @@ def test_a_stopped_run_exits_130_and_a_second_signal_stops_at_once(
     """One signal: the run stops at the step boundary, saves, and exits 130 (128 + SIGINT, as shells expect)
     saying how to resume; a second one stops at once, before anything is written."""
     monkeypatch.setattr(engine, "load_split", _tiny_split)
+    monkeypatch.setattr(data, "load_split", _tiny_split)  # the training images
     original, handlers = distributed.global_nt_xent, [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)]
 
     def signalling(*args, **kwargs):

@@ -9,8 +9,18 @@ from pathlib import Path
 import pytest
 
 from simclr_core.cli import _overrides, build_parser, main
-from simclr_core.config import FIELD_CHOICES, FIELD_HELP, PRESETS, Config, make_config
-from simclr_core.supervised import SUPERVISED_FIELD_HELP, SupervisedConfig
+from simclr_core.config import (
+    PRESETS,
+    RESUME_MAY_CHANGE,
+    REUSE_MAY_CHANGE,
+    Config,
+    environment_default,
+    from_environment,
+    make_config,
+)
+from simclr_core.knobs import PROBE, TRAINED, changed_fields
+from simclr_core.storage import RunExistsError, check_same_config
+from simclr_core.supervised import SupervisedConfig
 
 # A valid value other than the reference's for every text field (a new text field must be added here), and
 # for numbers whose generic change (int + 1, float / 2) would be invalid
@@ -138,21 +148,16 @@ def test_cli_reports_bad_config_in_one_line(capsys: pytest.CaptureFixture[str], 
 
 def test_help_describes_every_flag_and_probe_lists_only_its_own(monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    assert set(FIELD_HELP) == {f.name for f in fields(Config)}, "every config field needs one line of help"
     monkeypatch.setenv("COLUMNS", "1000")  # one line a flag, so that each help text appears whole
-    with pytest.raises(SystemExit):
-        main(["train", "--help"])
-    train_help = capsys.readouterr().out
-    for name, line in FIELD_HELP.items():
-        assert f"--{name.replace('_', '-')}" in train_help and line in train_help, name
-    for name, allowed in FIELD_CHOICES.items():
-        assert f"--{name.replace('_', '-')} {{{','.join(allowed)}}}" in train_help
-    with pytest.raises(SystemExit):
-        main(["supervised", "--help"])
-    supervised_help = capsys.readouterr().out
-    for field in fields(SupervisedConfig):
-        line = SUPERVISED_FIELD_HELP.get(field.name) or FIELD_HELP[field.name]  # KeyError: a field without help
-        assert f"--{field.name.replace('_', '-')}" in supervised_help and line in supervised_help, field.name
+    for command, config_class in (("train", Config), ("supervised", SupervisedConfig)):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        shown = capsys.readouterr().out
+        for field in fields(config_class):
+            flag, meta = f"--{field.name.replace('_', '-')}", field.metadata
+            assert meta["help"] and flag in shown and meta["help"] in shown, (command, field.name)
+            if meta["choices"]:
+                assert f"{flag} {{{','.join(meta['choices'])}}}" in shown
     with pytest.raises(SystemExit):
         main(["probe", "--help"])
     probe_flags = set(re.findall(r"--[a-z-]+", capsys.readouterr().out))
@@ -160,7 +165,48 @@ def test_help_describes_every_flag_and_probe_lists_only_its_own(monkeypatch: pyt
     assert not {"--temperature", "--width", "--epochs", "--batch-size", "--preset"} & probe_flags
 
 
+def test_the_supervised_config_shares_the_simclr_knobs_it_has_in_common() -> None:
+    simclr = {f.name: f for f in fields(Config)}
+    for field in fields(SupervisedConfig):
+        if field.name in simclr and field.name != "head":  # the one name that means another thing here
+            # the same role, choices and range: declared once, in Config
+            keys = ("role", "choices", "at_least", "above", "at_most", "below")
+            assert [field.metadata[k] for k in keys] == [simclr[field.name].metadata[k] for k in keys], field.name
+    with pytest.raises(ValueError, match="supervised config field crop_min_scale=1.5 must lie in"):
+        SupervisedConfig(crop_min_scale=1.5).validate()
+    with pytest.raises(ValueError, match="supervised config field precision='fp16': use 'auto', 'bf16' or"):
+        SupervisedConfig(precision="fp16").validate()
+
+
 def test_choice_fields_are_checked_by_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--optimizer", "adam"])
     assert "invalid choice: 'adam'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field", fields(Config), ids=lambda field: field.name)
+def test_which_changes_make_another_run_follows_each_fields_role(field) -> None:
+    """One rule, from the roles: resuming may change all but what the weights are trained from; reusing a finished
+    run (load_or_train, the bench scripts) may change only the probe's settings."""
+    saved = make_config("reference").to_dict()
+    text, value = _flag_value(field.name, str(field.type), saved[field.name])
+    wanted = {**saved, field.name: value}
+    role = field.metadata["role"]
+    assert (changed_fields(Config, saved, wanted, RESUME_MAY_CHANGE) == [field.name]) == (role == TRAINED)
+    assert (changed_fields(Config, saved, wanted, REUSE_MAY_CHANGE) == [field.name]) == (role != PROBE)
+
+
+def test_the_environment_sets_the_command_line_and_chapters_not_the_dataclass(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SIMCLR_PRECISION", "fp32")
+    monkeypatch.setenv("SIMCLR_DATA", str(tmp_path))
+    assert Config().precision == "auto" and Config().data == "cifar10"
+    assert from_environment() == {"precision": "fp32", "data": str(tmp_path)}
+    assert environment_default("precision") == "fp32"
+    args = build_parser().parse_args(["train", "--preset", "smoke"])
+    assert make_config(args.preset, **{**from_environment(), **_overrides(args)}).precision == "fp32"
+    # a run trained with $SIMCLR_PRECISION=fp32 is another run for a chapter that asks for the default
+    trained_in_fp32 = {"config": make_config("smoke", precision="fp32").to_dict(), "finished": True,
+                       "epochs": [], "step_loss": []}
+    with pytest.raises(RunExistsError, match="precision='fp32'.*precision='auto'"):
+        check_same_config(trained_in_fp32, make_config("smoke"), "runs/book")

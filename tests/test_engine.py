@@ -11,10 +11,10 @@ import torch
 from torchvision.transforms import v2
 
 from simclr_core import distributed
-from simclr_core.batch_augment import DeviceTwoViewLoader, Draws, sample_crop_boxes
+from simclr_core.batch_augment import DeviceTwoViewLoader, Draws, sample_crop_boxes, two_view_loader
 from simclr_core.config import make_config
 from simclr_core.data import ImageSet
-from simclr_core.engine import PendingLosses, Position, train_ssl, train_step, two_view_loader
+from simclr_core.engine import PendingLosses, Position, train_ssl, train_step
 from simclr_core.loss import nt_xent
 from simclr_core.model import SimCLRModel
 from simclr_core.storage import RunPaths, load_checkpoint

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from simclr_core.analysis import brightness_views, knn_predict, linear_r2
-from simclr_core.plots import label_efficiency
+from simclr_core.plots import accuracy_against_labels
 
 
 def test_brightness_views_scale_each_image_by_its_own_factor_in_the_jitter_range() -> None:
@@ -33,7 +33,7 @@ def test_knn_in_chunks_predicts_what_one_pass_does() -> None:
 
 
 def test_label_efficiency_figure_draws_probes_runs_and_references() -> None:
-    fig = label_efficiency({"probe": {1: [0.2, 0.3], 10: [0.5]}}, {"fine-tuned": {10: 0.6}}, {"seed": 0.78},
+    fig = accuracy_against_labels({"probe": {1: [0.2, 0.3], 10: [0.5]}}, {"fine-tuned": {10: 0.6}}, {"seed": 0.78},
                            reference_budget=10)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["1", "10"]

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 import simclr_core.runtime as runtime
-from simclr_core.engine import embed_pairs
-from simclr_core.model import SimCLRModel
+from simclr_core.model import SimCLRModel, embed_pairs
 from simclr_core.runtime import choose_precision
 
 CPU = torch.device("cpu")
@@ -49,8 +49,15 @@ def test_forced_precision_wins_over_hardware(monkeypatch: pytest.MonkeyPatch) ->
     assert choose_precision("bf16", CPU)[0]
 
 
-def test_speedup_measurement_runs_on_the_cpu() -> None:
-    assert 0.05 < runtime.bf16_speedup(CPU, repeats=1) < 20  # a ratio of two real timings, not a constant
+def test_the_speedup_is_float32_seconds_over_bf16_seconds_of_a_real_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+    dtypes: list[torch.dtype] = []
+    net[0].register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    assert runtime.probe_step_seconds(net, torch.randn(2, 3, 8, 8), True, repeats=1) > 0
+    assert dtypes == [torch.bfloat16] * 2 and net[0].weight.grad is not None  # timed in bf16, backward included
+    timings = {False: 3.0, True: 1.5}
+    monkeypatch.setattr(runtime, "probe_step_seconds", lambda net, x, bf16, repeats: timings[bf16])
+    assert runtime.bf16_speedup(CPU, repeats=1) == 2.0
 
 
 def test_bf16_embeddings_stay_close_to_float32_and_convolutions_run_in_bf16() -> None:

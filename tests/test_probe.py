@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from simclr_core import probe
+from simclr_core import data, probe
 from simclr_core.config import make_config
 from simclr_core.data import ImageSet
 from simclr_core.model import SimCLRModel
@@ -96,6 +96,7 @@ def test_bf16_features_stay_close_to_float32_ones(cifar_test: ImageSet) -> None:
 def test_random_init_features_are_computed_once_for_every_run_of_the_architecture(
         tmp_path: Path, cifar_train: ImageSet, cifar_test: ImageSet, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(probe, "load_split", lambda data, split, *_: cifar_train if split == "train" else cifar_test)
+    monkeypatch.setattr(data, "load_split", lambda data, split, *_: cifar_train if split == "train" else cifar_test)
     monkeypatch.setenv("SIMCLR_CACHE", str(tmp_path / "shared"))
     cfg = make_config("smoke", data="cifar10", probe_train_subset=0)
     logs = []

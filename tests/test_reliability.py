@@ -126,13 +126,17 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cifar_train, c
     assert calls["n"] == (9 if sync_every == 1 else 10)  # read back every 4 steps: after steps 7-10 of epoch 2
 
 
-def test_unwritable_output_folder_fails_before_training(tmp_path: Path) -> None:
+def test_unwritable_output_folder_fails_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import simclr_core.engine as engine
+
+    def no_loading(*args: object) -> None:
+        raise AssertionError("loaded data before checking the folder")
+
+    monkeypatch.setattr(engine, "training_images", no_loading)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    started = time.perf_counter()
     with pytest.raises(SystemExit, match="is not writable"):
         main(["train", "--preset", "smoke", "--data", "cifar10", "--out", str(blocker / "run")])
-    assert time.perf_counter() - started < 5, "must fail before loading data or training"
 
 
 def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_last_checkpoint(
@@ -140,7 +144,7 @@ def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_last_checkpoint(
     import simclr_core.engine as engine
     import simclr_core.storage as storage
 
-    monkeypatch.setattr(engine, "load_split", lambda data, split, *_: cifar_train if split == "train" else cifar_test)
+    monkeypatch.setattr(engine, "load_sets", lambda cfg, *_: (cifar_train, cifar_test))
     writes = {"n": 0}
     fsync = os.fsync
 
@@ -164,12 +168,16 @@ def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_last_checkpoint(
 @pytest.mark.parametrize("content, message", [
     (b"", "not a readable simclr-book checkpoint"),
     (b"just some text, not a torch file", "not a readable simclr-book checkpoint"),
+    (b"cos\nsystem\n(S'echo hi'\ntR.", "not a readable simclr-book checkpoint"),  # a pickle that runs a command
 ])
 def test_files_that_are_not_checkpoints_are_named(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "latest.pt"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as error:
         load_checkpoint(path)
+    assert "weights_only=False" not in str(error.value).replace("do not load a file you did not make with "
+                                                                "weights_only=False", ""), "never advise it"
+    assert error.value.__cause__ is None  # torch's message (which advises it) is not chained either
 
 
 def test_torch_file_that_is_not_ours_and_newer_format_are_named(tmp_path: Path) -> None:

@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
+from simclr_core import runtime
+from simclr_core.batch_augment import two_view_loader
 from simclr_core.config import make_config
 from simclr_core.data import ImageSet
 from simclr_core.distributed import GlobalBatchNorm2d, use_global_batch_norm
-from simclr_core.engine import two_view_loader
 from simclr_core.model import SimCLRModel
 from simclr_core.runtime import pick_device, seed_everything
 
@@ -96,3 +97,16 @@ def test_use_global_batch_norm_keeps_parameters_and_statistics() -> None:
     assert type(converted[1][0]) is GlobalBatchNorm2d
     assert all(torch.equal(state[name], tensor) for name, tensor in converted.state_dict().items())
     torch.testing.assert_close(converted(probe), expected)
+
+
+def test_bf16_units_are_read_from_cpuinfo_when_torch_has_no_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.cpu's feature probes are private: without them the CPU's flags decide, with the same answer."""
+    with_probes = runtime.cpu_bf16_units()
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        monkeypatch.delattr(torch.cpu, probe, raising=False)
+    if runtime._cpu_flags():  # Linux
+        assert runtime.cpu_bf16_units() == with_probes
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: {"avx512f", "amx_tile"})
+    assert runtime.cpu_bf16_units() == "AMX"
+    monkeypatch.setattr(runtime, "_cpu_flags", set)
+    assert runtime.cpu_bf16_units() == "none"
