@@ -14,7 +14,7 @@ CHAPTERS := $(sort $(wildcard notebooks/[0-9][0-9]_*.py))
 # jupyter-book run by $(PYTHON), not whichever jupyter-book is first on PATH (jupyter_book has no __main__).
 JUPYTER_BOOK := $(PYTHON) -c "from jupyter_book.cli.main import main; main()"
 
-.PHONY: install book lab notebooks quick test bench clean
+.PHONY: install book lab notebooks quick check test bench clean
 
 install:  ## the package with everything: the book, running the chapters, the tests
 	$(PYTHON) -m pip install -e ".[book,notebooks,test]"
@@ -38,7 +38,11 @@ quick: $(UNPACK)  ## train, probe and plot the CPU-sized preset into $(OUT)
 	$(PYTHON) -m simclr_core probe --out $(OUT)
 	$(PYTHON) -m simclr_core plots --out $(OUT)
 
-test: install $(UNPACK)  ## lint, unit tests (with the book build and Chromium check), then nbval
+check: $(UNPACK)  ## the fast tier, about a minute, nothing installed: lint and the unit tests neither slow nor browser
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m pytest tests -m "not slow and not browser" -q
+
+test: install $(UNPACK)  ## everything CI runs: lint, every unit test (slow, the book build, Chromium), then nbval
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest tests --durations=5
 	$(PYTHON) -m pytest --nbval --nbval-current-env notebooks --durations=0 -q

@@ -19,7 +19,6 @@ bench/results/fp32_profile.json (one row per run, with the machine). Usage (abou
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
 import time
@@ -37,7 +36,7 @@ from simclr_core.data import ImageSet
 from simclr_core.engine import objective, train_step
 from simclr_core.model import build_model
 from simclr_core.optim import make_optimizer
-from simclr_core.runtime import machine_description
+from simclr_core.stored import RowFile
 
 RESULTS = Path(__file__).parent / "results" / "fp32_profile.json"
 
@@ -134,8 +133,7 @@ def main() -> None:
     parser.add_argument("--skip-compile", action="store_true")
     args = parser.parse_args()
     bf16 = args.precision == "bf16"
-    row: dict[str, Any] = {"precision": args.precision, "machine": machine_description(),
-                           "date": datetime.date.today().isoformat()}
+    row: dict[str, Any] = {"precision": args.precision}
     flops = step_flops(bf16)
     base = step_seconds(128, torch.channels_last, bf16, args.repeats)
     row["step"] = {"gflop": round(flops / 1e9, 2), "seconds": round(base, 4),
@@ -160,8 +158,8 @@ def main() -> None:
         for batch in (64, 128, 256, 512)
         for name, layout in (("channels_last", torch.channels_last), ("contiguous", torch.contiguous_format))}
     print(json.dumps(row["extraction_images_per_second"]), flush=True)
-    rows = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
-    RESULTS.write_text(json.dumps(rows + [row], indent=1) + "\n")
+    RowFile(RESULTS).record("fp32 profile", f"quick step, {args.precision}", lambda: row, "random images",
+                            redo=True)
 
 
 if __name__ == "__main__":

@@ -18,20 +18,19 @@ checkpoint (runs/long/NAME). Usage (about 22 minutes a lever on a 2-core CPU):
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from simclr_core.analysis import effective_rank, weighted_knn_accuracy
-from simclr_core.config import Config, make_config
+from simclr_core.config import Config, environment_default, make_config
 from simclr_core.data import load_split, split_off_holdout
 from simclr_core.engine import seconds_per_step, train_ssl
 from simclr_core.model import load_model
 from simclr_core.probe import cached_features, train_linear_probe
 from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.storage import RunPaths, stored_run_log
-from simclr_core.stored import RowFile, stamp
+from simclr_core.stored import RowFile
 
 LEVER_SECONDS = 1200  # each lever's length on this machine's clock: 20 minutes
 # The base: a half-width ResNet-18 on full-size views of the 45,000 training images left by the holdout, AdamW,
@@ -126,7 +125,7 @@ def lever_row(name: str, overrides: dict[str, Any], data: str, clocks: dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("SIMCLR_DATA", "cifar10"))
+    parser.add_argument("--data", default=environment_default("data"))
     parser.add_argument("--group", nargs="+", default=["clock", "levers"], choices=["clock", "levers"])
     parser.add_argument("--only", nargs="+", help="these levers only")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file rows are added to")
@@ -136,21 +135,15 @@ def main() -> None:
     configs = [lever_config(overrides, args.data) for overrides in LEVERS.values()]
     shapes = {shape(cfg, side): cfg for cfg in configs for side in {cfg.train_resolution, cfg.start_resolution} - {0}}
 
-    def record(group: str, name: str, make_row: Any) -> None:
-        if results.has(group, name):
-            return
-        row = {"group": group, "name": name, **make_row(), **stamp(args.data)}
-        results.append(row)
-        print({k: v for k, v in row.items() if k not in ("step_loss_every_10", "config")}, flush=True)
-
     if "clock" in args.group:
         for name, cfg in shapes.items():
-            record("clock", name, lambda name=name, cfg=cfg: clock_row(name, cfg))
+            results.record("clock", name, lambda name=name, cfg=cfg: clock_row(name, cfg), args.data)
     if "levers" in args.group:
         clocks = {row["name"]: row["seconds_per_step"] for row in results.rows() if row["group"] == "clock"}
         for name, overrides in LEVERS.items():
             if args.only is None or name in args.only:
-                record("levers", name, lambda name=name, o=overrides: lever_row(name, o, args.data, clocks, args.runs))
+                results.record("levers", name, lambda name=name, o=overrides: lever_row(name, o, args.data, clocks,
+                                                                                         args.runs), args.data)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,6 @@ linear probe (all 50,000 training / 10,000 test images). Results go to bench/res
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,14 +21,15 @@ import torch
 
 from simclr_core.augment import AugmentationParams, recipe_params
 from simclr_core.batch_augment import BatchAugmentation
-from simclr_core.config import make_config
+from simclr_core.config import environment_default, make_config
 from simclr_core.data import load_split
 from simclr_core.engine import train_step
 from simclr_core.loss import nt_xent
 from simclr_core.model import SimCLRModel
 from simclr_core.optim import lr_factor, make_optimizer
 from simclr_core.probe import probe_encoders
-from simclr_core.runtime import machine_description, seed_everything
+from simclr_core.runtime import seed_everything
+from simclr_core.stored import RowFile
 
 LOCAL_SIDE = 8
 LOCAL_SCALE = (0.05, 0.3)
@@ -93,21 +91,18 @@ def run(data: str, local_crops: int, seconds: float) -> dict:
     probe = probe_encoders({"simclr": model.encoder}, full, test, cfg, progress=False)["simclr"]
     return {"local_crops": local_crops, "local_side": LOCAL_SIDE, "local_scale": LOCAL_SCALE, "steps": total,
             "planned_seconds": seconds, "train_seconds": round(train_seconds, 1),
-            "simclr_test_accuracy": round(probe.test_accuracy, 4), "data": os.path.basename(os.path.normpath(data)),
-            "machine": machine_description(), "date": datetime.date.today().isoformat()}
+            "simclr_test_accuracy": round(probe.test_accuracy, 4)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("SIMCLR_DATA", "cifar10"))
+    parser.add_argument("--data", default=environment_default("data"))
     parser.add_argument("--local-crops", type=int, nargs="*", default=[0, 2])
     parser.add_argument("--seconds", type=float, default=265.0, help="training time each variant plans for")
     args = parser.parse_args()
-    for local_crops in args.local_crops:
-        row = run(args.data, local_crops, args.seconds)
-        rows = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
-        RESULTS.write_text(json.dumps(rows + [row], indent=1) + "\n")
-        print(json.dumps(row), flush=True)
+    for local_crops in args.local_crops:  # a rerun is another sample: it replaces nothing and is always made
+        RowFile(RESULTS).record("multicrop", f"{local_crops} local crops, {args.seconds:g} s",
+                                lambda n=local_crops: run(args.data, n, args.seconds), args.data, redo=True)
 
 
 if __name__ == "__main__":

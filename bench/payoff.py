@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import itertools
 import json
 import os
@@ -46,13 +45,14 @@ from typing import Any
 import torch
 
 from simclr_core.budget import median_step_seconds
-from simclr_core.config import make_config
+from simclr_core.config import environment_default, make_config
 from simclr_core.data import ImageSet, labelled_indices, load_split
 from simclr_core.engine import load_or_train
 from simclr_core.model import load_model, memory_format
 from simclr_core.probe import budget_weight_decay, extract_features, train_linear_probe
-from simclr_core.runtime import cpu_bf16_units, machine_description, pick_device, uses_bf16
+from simclr_core.runtime import machine_description, machine_kind, pick_device, uses_bf16
 from simclr_core.storage import RunPaths
+from simclr_core.stored import RowFile, stamp
 from simclr_core.supervised import (
     TRAIN_ACCURACY_IMAGES,
     SupervisedConfig,
@@ -84,27 +84,17 @@ NAIVE_AT = (5, 100, 5000)  # and naive fine-tuning
 COMPUTE_SECONDS = [30, 75, 150]  # from scratch with all labels at these budgets (and at B: the final rows)
 
 
-def machine_kind() -> str:
-    return f"{os.cpu_count()} cores, bf16 units: {cpu_bf16_units()}"
-
-
-class Results:
-    """bench/results/payoff.json: rows of this machine kind, appended one at a time."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def rows(self) -> list[dict[str, Any]]:
-        rows = json.loads(self.path.read_text()) if self.path.is_file() else []
-        return [row for row in rows if row["machine_kind"] == machine_kind()]
+class Results(RowFile):
+    """bench/results/payoff.json: rows found by name among this machine kind's, appended one at a time."""
 
     def find(self, name: str) -> dict[str, Any] | None:
-        return next((row for row in self.rows() if row["name"] == name), None)
+        return next((row for row in self.rows() if row["name"] == name and row["machine_kind"] == machine_kind()),
+                    None)
 
     def add(self, row: dict[str, Any]) -> dict[str, Any]:
-        rows = json.loads(self.path.read_text()) if self.path.is_file() else []
-        row = {**row, "machine_kind": machine_kind(), "date": datetime.date.today().isoformat()}
-        self.path.write_text(json.dumps(rows + [row], indent=1) + "\n")
+        """`row` stamped (its `data` names the copy) and appended atomically."""
+        row = {**row, **stamp(row["data"]), "machine": row["machine"]}  # the run's own machine description
+        self.append(row)
         print(json.dumps(row), flush=True)
         return row
 
@@ -226,7 +216,7 @@ def regime(labels_per_class: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("SIMCLR_DATA", "cifar10"))
+    parser.add_argument("--data", default=environment_default("data"))
     parser.add_argument("--group", nargs="+", default=["book", "sweep", "length", "final", "compute"])
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()

@@ -24,10 +24,11 @@ Groups (`--group`), all at the base configuration's 1,000 steps unless named oth
   with Gloo); and two in the probe of `seed 0`: features extracted with BatchNorm in training mode, and a
   "linear probe" whose backbone trains (against the same minibatch probe with it frozen).
 
-Rows are appended to bench/results/pretraining.json as each one finishes; a row already there (same name, same
-machine kind) is skipped, so the script can be stopped and run again. A run whose loss became NaN is measured
-at its last checkpoint (pitfall runs save every epoch) and says where it stopped. Checkpoints stay in
-runs/bench/NAME. Usage (about 5 minutes a row on a 2-core CPU):
+Rows are appended to bench/results/pretraining.json as each one finishes (`stored.RowFile`); a row already there
+(same group and name, same machine kind) is skipped, so the script can be stopped and run again. A row that needs
+two processes runs this script again under torchrun, with `--train-row NAME`, to train that row alone. A run whose
+loss became NaN is measured at its last checkpoint (pitfall runs save every epoch) and says where it stopped.
+Checkpoints stay in runs/bench/NAME. Usage (about 5 minutes a row on a 2-core CPU):
 
     python bench/pretraining.py --data data/cifar10-jpeg --group seeds scaling heads temperatures \
         augmentations pitfalls
@@ -36,13 +37,10 @@ runs/bench/NAME. Usage (about 5 minutes a row on a 2-core CPU):
 from __future__ import annotations
 
 import argparse
-import datetime
 import functools
-import json
 import os
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,19 +50,21 @@ import torch.nn.functional as F
 from simclr_core import distributed, pitfalls
 from simclr_core.analysis import alignment, covariance_spectrum, effective_rank, uniformity, weighted_knn_accuracy
 from simclr_core.augment import SSLAugmentation
-from simclr_core.config import Config, make_config
+from simclr_core.config import REUSE_MAY_CHANGE, Config, environment_default, make_config
 from simclr_core.data import ImageSet, load_split
 from simclr_core.engine import train_ssl
+from simclr_core.knobs import changed_fields
 from simclr_core.model import SimCLRModel, load_model
 from simclr_core.probe import cached_features, train_linear_probe
-from simclr_core.runtime import cpu_bf16_units, machine_description, pick_device, uses_bf16
+from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.storage import RunPaths, stored_run_log
+from simclr_core.stored import RowFile
 
 BASE_STEPS = 1000  # the ablation's size: 128,000 images seen, about 3 minutes on a 2-core CPU
 BASE = dict(steps=BASE_STEPS)
 SAVED = dict(steps=BASE_STEPS, save_every=1)  # a run that may diverge keeps a checkpoint of every epoch
-GROUPS: dict[str, dict[str, dict[str, Any]]] = {  # group -> row name -> overrides of the quick preset (and how
-    # a pitfall is wrong: "build" / "make_loss" for train_ssl, "images", "processes")
+# group -> row name -> the row's overrides of the quick preset, and (pitfalls) what else is made wrong: `HOW`
+GROUPS: dict[str, dict[str, dict[str, Any]]] = {
     "seeds": {f"seed {seed}": dict(seed=seed, **BASE) for seed in range(5)},
     "scaling": {f"steps {steps}": dict(steps=steps) for steps in (275, 550, 1100, 2200, 4400, 8800)},
     "heads": {f"head {head} seed {seed}": dict(head=head, seed=seed, **BASE)
@@ -86,7 +86,9 @@ GROUPS: dict[str, dict[str, dict[str, Any]]] = {  # group -> row name -> overrid
 }
 PROBE_PITFALLS = ("BatchNorm in training mode at extraction", "minibatch probe, backbone frozen",
                   "minibatch probe, backbone trains")
-HOW = ("build", "make_loss", "images", "processes")  # row keys that say how a pitfall is made, not config fields
+# The row keys that say how a pitfall is made, not config fields: "build" and "make_loss" replace the model or the
+# loss (train_ssl's arguments), "images": "train+test" pre-trains on both splits, "processes": 2 trains under torchrun
+HOW = ("build", "make_loss", "images", "processes")
 RESULTS = Path(__file__).parent / "results" / "pretraining.json"
 RUNS = Path(__file__).parent.parent / "runs" / "bench"
 GEOMETRY_IMAGES = 2000
@@ -130,10 +132,6 @@ def measure(model: SimCLRModel, cfg_probe_steps: int, probe_weight_decay: float,
     return row
 
 
-def machine_kind() -> str:
-    return f"{os.cpu_count()} cores, bf16 units: {cpu_bf16_units()}"
-
-
 def split_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """A row's config overrides, and how (if at all) it is made wrong."""
     return ({k: v for k, v in spec.items() if k not in HOW}, {k: v for k, v in spec.items() if k in HOW})
@@ -150,7 +148,7 @@ def train_row(name: str, spec: dict[str, Any], data: str, out: Path) -> dict[str
     cfg = row_config(overrides, data)
     if how.get("processes", 1) > 1 and "WORLD_SIZE" not in os.environ:
         command = ["torchrun", "--standalone", f"--nproc_per_node={how['processes']}", __file__, "--data", data,
-                   "--train-only", name]
+                   "--train-row", name]
         subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
         return stored_run_log(str(out))
     train_set = None
@@ -171,7 +169,7 @@ def run_row(name: str, spec: dict[str, Any], data: str) -> dict[str, Any]:
     cfg = row_config(overrides, data)
     out = RUNS / name.replace(" ", "-").replace(",", "")
     log = stored_run_log(str(out))
-    if log is None or not log["finished"] or log["config"] != cfg.to_dict():
+    if log is None or not log["finished"] or changed_fields(Config, log["config"], cfg.to_dict(), REUSE_MAY_CHANGE):
         log = train_row(name, spec, data, out)
     device = pick_device(cfg.device)
     build = how.get("build")
@@ -190,9 +188,7 @@ def run_row(name: str, spec: dict[str, Any], data: str) -> dict[str, Any]:
             "precision": log["precision"], **measured,
             **{f"ssl_{name}": round(last[name], 4) for name in ("loss", "p_pos", "top1")},
             "step_loss_every_10": log["step_loss"][::10], "train_images": log["train_images"],
-            "probe_train_images": len(train), "test_images": len(test),
-            "data": os.path.basename(os.path.normpath(data)), "machine": log["machine"],
-            "machine_kind": machine_kind(), "date": datetime.date.today().isoformat()}
+            "probe_train_images": len(train), "test_images": len(test)}
 
 
 def probe_pitfall_rows(data: str) -> dict[str, dict[str, Any]]:
@@ -216,40 +212,30 @@ def probe_pitfall_rows(data: str) -> dict[str, dict[str, Any]]:
                                                trainable_backbone=trainable, device=device, bf16=bf16)
         rows[PROBE_PITFALLS[1 + trainable]] = {"probe_h": round(accuracy, 4), "epochs": PROBE_EPOCHS,
                       "seconds": round(time.perf_counter() - start, 1)}
-    return {name: {**row, "of": "seed 0", "data": os.path.basename(os.path.normpath(data)),
-                   "machine": machine_description(), "machine_kind": machine_kind(),
-                   "date": datetime.date.today().isoformat()} for name, row in rows.items()}
+    return {name: {**row, "of": "seed 0"} for name, row in rows.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("SIMCLR_DATA", "cifar10"))
+    parser.add_argument("--data", default=environment_default("data"))
     parser.add_argument("--group", nargs="+", default=list(GROUPS), choices=list(GROUPS))
     parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file rows are added to")
-    parser.add_argument("--train-only", metavar="NAME", help=argparse.SUPPRESS)  # a torchrun process of one row
+    parser.add_argument("--train-row", metavar="NAME",
+                        help="train that row's run only (what each process of a two-process row runs under torchrun)")
     args = parser.parse_args()
-    if args.train_only:
-        spec = next(rows[args.train_only] for rows in GROUPS.values() if args.train_only in rows)
-        train_row(args.train_only, spec, args.data, RUNS / args.train_only.replace(" ", "-").replace(",", ""))
+    if args.train_row:
+        spec = next(rows[args.train_row] for rows in GROUPS.values() if args.train_row in rows)
+        train_row(args.train_row, spec, args.data, RUNS / args.train_row.replace(" ", "-").replace(",", ""))
         distributed.teardown()
         return
-
-    def record(group: str, name: str, make_row: Callable[[], dict[str, Any]]) -> None:
-        rows = json.loads(args.results.read_text()) if args.results.is_file() else []
-        if any(r["name"] == name and r["machine_kind"] == machine_kind() for r in rows):
-            return
-        row = {"group": group, "name": name, **make_row()}
-        rows = json.loads(args.results.read_text()) if args.results.is_file() else []
-        args.results.write_text(json.dumps(rows + [row], indent=1) + "\n")
-        print(json.dumps({k: v for k, v in row.items() if not k.startswith(("spectrum", "step_loss"))}), flush=True)
-
+    results = RowFile(args.results)
     for group in args.group:
         for name, spec in GROUPS[group].items():
-            record(group, name, lambda name=name, spec=spec: run_row(name, spec, args.data))
+            results.record(group, name, lambda name=name, spec=spec: run_row(name, spec, args.data), args.data)
         if group == "pitfalls":
             probe_rows = functools.cache(lambda: probe_pitfall_rows(args.data))  # all three, measured once
             for name in PROBE_PITFALLS:
-                record(group, name, lambda name=name, rows=probe_rows: rows()[name])
+                results.record(group, name, lambda name=name, rows=probe_rows: rows()[name], args.data)
 
 if __name__ == "__main__":
     main()

@@ -11,24 +11,22 @@ passes with the machine. Usage:
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
 import statistics
 import time
 from pathlib import Path
 
-from simclr_core.config import make_config
+from simclr_core.config import environment_default, make_config
 from simclr_core.data import load_split
 from simclr_core.probe import extract_features, load_encoder, random_encoder
-from simclr_core.runtime import machine_description, pick_device, uses_bf16
+from simclr_core.runtime import pick_device, uses_bf16
+from simclr_core.stored import RowFile
 
 RESULTS = Path(__file__).parent / "results" / "probe_speed.json"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("SIMCLR_DATA", "cifar10"))
+    parser.add_argument("--data", default=environment_default("data"))
     parser.add_argument("--checkpoint", help="an encoder to time (default: the quick preset's, at random init)")
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[128, 256, 512, 1024])
     parser.add_argument("--rounds", type=int, default=3)
@@ -47,10 +45,9 @@ def main() -> None:
     row = {"images": len(images), "width": cfg.width, "precision": "bf16" if bf16 else "fp32",
            "median_seconds": {str(size): round(statistics.median(s), 2) for size, s in seconds.items()},
            "images_per_second": {str(size): round(len(images) / statistics.median(s)) for size, s in seconds.items()},
-           "rounds": args.rounds, "machine": machine_description(), "date": datetime.date.today().isoformat()}
-    rows = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
-    RESULTS.write_text(json.dumps(rows + [row], indent=1) + "\n")
-    print(json.dumps(row))
+           "rounds": args.rounds}
+    name = f"width {cfg.width}, {'trained' if args.checkpoint else 'random init'}, {row['precision']}"
+    RowFile(RESULTS).record("probe speed", name, lambda: row, args.data, redo=True)
 
 
 if __name__ == "__main__":

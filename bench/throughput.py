@@ -19,9 +19,7 @@ Results go to bench/results/throughput-{bf16,fp32}.json with the machine, data c
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -35,12 +33,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from simclr_core.augment import CIFAR10_MEAN, CIFAR10_STD, AugmentationParams, SSLAugmentation, simclr_transform
 from simclr_core.batch_augment import DeviceTwoViewLoader
-from simclr_core.config import make_config
+from simclr_core.config import environment_default, make_config
 from simclr_core.data import ImageSet, load_split
 from simclr_core.engine import train_step
 from simclr_core.loss import nt_xent
 from simclr_core.model import SimCLRModel
-from simclr_core.runtime import machine_description, uses_bf16
+from simclr_core.runtime import uses_bf16
+from simclr_core.storage import save_json
+from simclr_core.stored import stamp
 
 _QUICK = make_config("quick", data="cifar10")
 # the quick preset as it trains, and the full-width ResNet-18 at a batch a 2-core CPU steps through in seconds
@@ -163,7 +163,7 @@ def augmentation_only(data: str, batch_size: int = 256, repeats: int = 5) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("SIMCLR_DATA", "cifar10"))
+    parser.add_argument("--data", default=environment_default("data"))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--pipelines", nargs="*", default=PIPELINES, choices=PIPELINES)
@@ -200,14 +200,9 @@ def main() -> None:
         for row in rows:
             if row["config"] == config:
                 row["fast_speedup"] = round(row["median_step_s"] / fast["median_step_s"], 2)
-    report = {"date": datetime.date.today().isoformat(),
-              "machine": machine_description(),
-              "data": os.path.basename(os.path.normpath(args.data)), "precision": "bf16" if bf16 else "fp32",
-              "rounds": args.rounds, "steps": args.steps,
-              "augmentation_only": augmentation_only(args.data), "rows": rows}
-    results = RESULTS_DIR / f"throughput-{report['precision']}.json"
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(report, indent=1))
+    report = {**stamp(args.data), "precision": "bf16" if bf16 else "fp32", "rounds": args.rounds,
+              "steps": args.steps, "augmentation_only": augmentation_only(args.data), "rows": rows}
+    save_json(RESULTS_DIR / f"throughput-{report['precision']}.json", report)  # one report a precision, rewritten
     for row in rows:
         print(row)
 

@@ -14,19 +14,16 @@ copy and date. Rows before 2026-11-28 changed the `quick` preset of their day (f
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from simclr_core.config import make_config
+from simclr_core.config import Config, environment_default, make_config
 from simclr_core.engine import train_ssl
 from simclr_core.probe import run_probe
-from simclr_core.runtime import machine_description
 from simclr_core.storage import RunPaths, load_json
+from simclr_core.stored import RowFile
 
 # Each candidate is the `quick` preset (5 minutes of training, whatever the machine) with these fields changed;
 # the adopted preset is the empty one. Earlier candidates (epochs, widths, temperatures, LARS) are in the results.
@@ -40,43 +37,42 @@ CANDIDATES: dict[str, dict] = {
 RESULTS = Path(__file__).parent / "results" / "time_to_accuracy.json"
 
 
-def result_row(name: str, overrides: dict[str, Any], log: dict[str, Any], probe: dict[str, Any],
-               data: str) -> dict[str, Any]:
+def result_row(overrides: dict[str, Any], log: dict[str, Any], probe: dict[str, Any]) -> dict[str, Any]:
     return {
-        "name": name, "overrides": overrides, "train_seconds": log["train_seconds"], "precision": log["precision"],
+        "overrides": overrides, "train_seconds": log["train_seconds"], "precision": log["precision"],
         "steps": len(log["step_loss"]), "epochs": log["epochs"][-1]["epoch"],
         "simclr_test_accuracy": round(probe["simclr"]["test_accuracy"], 4),
         "random_test_accuracy": round(probe["random"]["test_accuracy"], 4),
         "probe_train_images": probe["train_images"], "test_images": probe["test_images"],
-        "probe_seconds": probe.get("probe_seconds"), "data": os.path.basename(os.path.normpath(data)),
-        "machine": log.get("machine", machine_description()), "date": datetime.date.today().isoformat()}
+        "probe_seconds": probe.get("probe_seconds")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get("SIMCLR_DATA", "cifar10"))
+    parser.add_argument("--data", default=environment_default("data"))
     parser.add_argument("--only", nargs="*", default=sorted(CANDIDATES), choices=sorted(CANDIDATES))
     parser.add_argument("--record", nargs=2, metavar=("RUN_DIR", "NAME"),
                         help="append the result of a run already trained and probed with the command line")
     parser.add_argument("--note", default="", help="with --record: how the run was made, stored with it")
     args = parser.parse_args()
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    results = RowFile(RESULTS)
     if args.record:
         run, name = args.record
         log, probe = load_json(RunPaths(run).ssl_log), load_json(RunPaths(run).probe_log)
         quick = make_config("quick").to_dict()
         overrides = {key: value for key, value in log["config"].items() if quick[key] != value and key != "data"}
-        results.append({**result_row(name, overrides, log, probe, log["config"]["data"]), "note": args.note})
-        print(json.dumps(results[-1]))
-        RESULTS.write_text(json.dumps(results, indent=1))
+        results.record("recorded", name, lambda: {**result_row(overrides, log, probe), "note": args.note},
+                       log["config"]["data"], redo=True)
         return
     for name in args.only:
         cfg = make_config("quick", data=args.data, eval_batches=2, save_every=100, **CANDIDATES[name])
         out = tempfile.mkdtemp(prefix=f"tta-{name}-")
-        log = train_ssl(cfg, out, progress=False)
-        results.append(result_row(name, CANDIDATES[name], log, run_probe(out, progress=False), args.data))
-        print(json.dumps(results[-1]), flush=True)
-        RESULTS.write_text(json.dumps(results, indent=1))
+
+        def trained_and_probed(cfg: Config = cfg, out: str = out, name: str = name) -> dict[str, Any]:
+            log = train_ssl(cfg, out, progress=False)
+            return result_row(CANDIDATES[name], log, run_probe(out, progress=False))
+
+        results.record("candidates", name, trained_and_probed, args.data, redo=True)
         shutil.rmtree(out)
 
 

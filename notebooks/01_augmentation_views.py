@@ -11,9 +11,9 @@
 # CIFAR-10 images, at each augmentation alone, and at the pairs of views the loss actually compares.
 
 # %% tags=["parameters"]
-import os
+from simclr_core.config import environment_default
 
-DATA = os.environ.get("SIMCLR_DATA", "cifar10")  # "cifar10" downloads; or a folder
+DATA = environment_default("data")  # "cifar10" downloads; or a folder
 
 # %%
 import torch

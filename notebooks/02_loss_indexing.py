@@ -24,10 +24,11 @@
 # Each row is a classification problem with $N - 1$ choices: "which of the other views is my partner?"
 
 # %% tags=["parameters"]
-import os
+from simclr_core.config import environment_default
 
 # for the last section only: real images, an untrained network
-DATA = os.environ.get("SIMCLR_DATA", "cifar10")
+DATA = environment_default("data")
+PRECISION = environment_default("precision")  # "auto": bf16 where the CPU has it
 
 # %%
 import math
@@ -175,7 +176,7 @@ from simclr_core.data import load_split
 from simclr_core.model import SimCLRModel
 from simclr_core.runtime import seed_everything
 
-quick = make_config("quick", data=DATA)
+quick = make_config("quick", data=DATA, precision=PRECISION)
 real = load_split(DATA, "train", subset=quick.batch_size, seed=0)
 seed_everything(quick.seed)
 untrained = SimCLRModel(quick.width, quick.proj_dim).train()

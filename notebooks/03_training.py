@@ -15,13 +15,14 @@
 # On a GPU, set `PRESET = "reference"` for the seed's 100-epoch run (see the page on the full run).
 
 # %% tags=["parameters"]
-import os
+from simclr_core.config import book_scale, environment_default
 
 PRESET = "quick"  # "reference" on a GPU
-DATA = os.environ.get("SIMCLR_DATA", "cifar10")  # "cifar10" downloads; or a folder
+DATA = environment_default("data")  # "cifar10" downloads; or a folder
+PRECISION = environment_default("precision")  # "auto": bf16 where the CPU has it
 DEVICE = "auto"  # cuda, then mps, then cpu
 # < 1: a run that many times as long, as a slower machine would make (README)
-SCALE = float(os.environ.get("SIMCLR_BOOK_SCALE", "1"))
+SCALE = book_scale()
 RUN_DIR = "../runs/book" if SCALE == 1 else f"../runs/book-{SCALE:g}"  # shared
 HAND_IMAGES, HAND_STEPS = 1024, 40  # the training step run by hand
 
@@ -36,7 +37,7 @@ from simclr_core.config import make_config, scaled
 from simclr_core.engine import load_or_train, train_step
 from simclr_core.plots import ssl_loss, ssl_metrics, training_overview
 
-cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE), SCALE)
+cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE, precision=PRECISION), SCALE)
 shown = ["width", "train_subset", "time_budget", "train_resolution", "batch_size", "lr",
          "lr_schedule", "temperature"]
 print({name: getattr(cfg, name) for name in shown})

@@ -13,13 +13,14 @@
 # anchor (**hard negatives**) get a large share; low temperatures make that share larger still.
 
 # %% tags=["parameters"]
-import os
+from simclr_core.config import book_scale, environment_default
 
 PRESET = "quick"  # "reference" on a GPU
-DATA = os.environ.get("SIMCLR_DATA", "cifar10")
+DATA = environment_default("data")
+PRECISION = environment_default("precision")  # "auto": bf16 where the CPU has it
 DEVICE = "auto"
 # < 1: a run that many times as long, as a slower machine would make (README)
-SCALE = float(os.environ.get("SIMCLR_BOOK_SCALE", "1"))
+SCALE = book_scale()
 RUN_DIR = "../runs/book" if SCALE == 1 else f"../runs/book-{SCALE:g}"  # chapter 3's run
 
 # %%
@@ -143,7 +144,7 @@ assert grid_top3[0] > 0.9 and grid_top3[-1] < 0.3
 # trained $T$ describes the gradients this run actually followed.
 
 # %% tags=["nbval-ignore-output"]
-cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE), SCALE)
+cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE, precision=PRECISION), SCALE)
 model, _ = load_or_train(cfg, RUN_DIR, progress=False)
 model = model.cpu().eval()
 test = load_split(DATA, "test", subset=2000, seed=0)

@@ -17,11 +17,14 @@
 # %% tags=["parameters"]
 import os
 
+from simclr_core.config import book_scale, environment_default
+
 PRESET = "quick"  # "reference" on a GPU
-DATA = os.environ.get("SIMCLR_DATA", "cifar10")
+DATA = environment_default("data")
+PRECISION = environment_default("precision")  # "auto": bf16 where the CPU has it
 DEVICE = "auto"
 # < 1: a run that many times as long, as a slower machine would make (README)
-SCALE = float(os.environ.get("SIMCLR_BOOK_SCALE", "1"))
+SCALE = book_scale()
 RUN_DIR = "../runs/book" if SCALE == 1 else f"../runs/book-{SCALE:g}"  # chapter 3's run
 BN_IMAGES = 10_000  # training images of the BatchNorm comparison's probes
 
@@ -37,7 +40,7 @@ from simclr_core.engine import load_or_train
 from simclr_core.plots import probe_accuracy, probe_loss
 from simclr_core.probe import pixel_features, run_probe, train_linear_probe
 
-cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE), SCALE)
+cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE, precision=PRECISION), SCALE)
 
 # %% [markdown]
 # ## Probe the trained and the random encoder

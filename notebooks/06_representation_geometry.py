@@ -15,13 +15,14 @@
 # anything.
 
 # %% tags=["parameters"]
-import os
+from simclr_core.config import book_scale, environment_default
 
 PRESET = "quick"  # "reference" on a GPU
-DATA = os.environ.get("SIMCLR_DATA", "cifar10")
+DATA = environment_default("data")
+PRECISION = environment_default("precision")  # "auto": bf16 where the CPU has it
 DEVICE = "auto"
 # < 1: a run that many times as long, as a slower machine would make (README)
-SCALE = float(os.environ.get("SIMCLR_BOOK_SCALE", "1"))
+SCALE = book_scale()
 RUN_DIR = "../runs/book" if SCALE == 1 else f"../runs/book-{SCALE:g}"  # chapter 3's run
 
 # %%
@@ -46,7 +47,7 @@ from simclr_core.runtime import pick_device, seed_everything, uses_bf16
 from simclr_core.storage import RunPaths
 
 # %% tags=["nbval-ignore-output"]
-cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE), SCALE)
+cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE, precision=PRECISION), SCALE)
 device = pick_device(cfg.device)
 trained, _ = load_or_train(cfg, RUN_DIR, progress=False)
 seed_everything(cfg.seed)  # the same random-init weights as chapter 5's baseline

@@ -21,13 +21,14 @@
 # printed with them). Section 1 runs on your machine, on the run of chapter 3.
 
 # %% tags=["parameters"]
-import os
+from simclr_core.config import book_scale, environment_default
 
 PRESET = "quick"  # "reference" on a GPU
-DATA = os.environ.get("SIMCLR_DATA", "cifar10")
+DATA = environment_default("data")
+PRECISION = environment_default("precision")  # "auto": bf16 where the CPU has it
 DEVICE = "auto"
 # < 1: a run that many times as long, as a slower machine would make (README)
-SCALE = float(os.environ.get("SIMCLR_BOOK_SCALE", "1"))
+SCALE = book_scale()
 RUN_DIR = "../runs/book" if SCALE == 1 else f"../runs/book-{SCALE:g}"  # chapter 3's run
 SEEDS = {
     1: 5,
@@ -72,7 +73,7 @@ from simclr_core.runtime import machine_description, pick_device, uses_bf16
 from simclr_core.storage import RunPaths
 from simclr_core.stored import by_name, provenance, rows, seed_spread
 
-cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE), SCALE)
+cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE, precision=PRECISION), SCALE)
 device = pick_device(cfg.device)
 bf16 = uses_bf16(cfg.precision, device)
 ALL = max(SEEDS)  # the whole training split, per class

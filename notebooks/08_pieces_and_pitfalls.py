@@ -30,9 +30,10 @@
 # single runs under twice their standard deviation is a tie.
 
 # %% tags=["parameters"]
-import os
+from simclr_core.config import environment_default
 
-DATA = os.environ.get("SIMCLR_DATA", "cifar10")  # for section 3's random-init baseline
+DATA = environment_default("data")  # for section 3's random-init baseline
+PRECISION = environment_default("precision")  # "auto": bf16 where the CPU has it
 DEVICE = "auto"
 
 # %%
@@ -317,7 +318,7 @@ plt.show()
 # %% tags=["nbval-ignore-output"]
 # The yardstick for a collapse: the same network at random init, probed as every row
 # here (its features come from the machine's shared cache, filled by chapter 5).
-cfg = make_config("quick", data=DATA, device=DEVICE)
+cfg = make_config("quick", data=DATA, device=DEVICE, precision=PRECISION)
 device = pick_device(cfg.device)
 train, test = (load_split(cfg.data, part, cfg.data_root) for part in ("train", "test"))
 random_init = probe_encoders({"random init": random_encoder(cfg, device)}, train, test,

@@ -16,6 +16,7 @@ import json
 import os
 import statistics
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,12 +62,27 @@ class RowFile:
         return any(row.get("group") == group and row["name"] == name and row.get("machine_kind") == machine_kind()
                    for row in self.rows())
 
-    def append(self, row: dict[str, Any]) -> None:
-        """Add `row`, which must hold every field of `ROW_SCHEMA`, and rewrite the file atomically."""
+    def append(self, row: dict[str, Any], replace: bool = False) -> None:
+        """Add `row`, which must hold every field of `ROW_SCHEMA`, and rewrite the file atomically; with `replace`,
+        the rows of the same group and name made on this kind of machine go first."""
         missing = [field for field in ROW_SCHEMA if field not in row]
         if missing:
             raise ValueError(f"a row of {self.path.name} needs {missing} (stamp() gives the provenance)")
-        save_json(self.path, [*self.rows(), row])
+        kept = [old for old in self.rows() if not (replace and (old.get("group"), old["name"], old.get(
+            "machine_kind")) == (row["group"], row["name"], row["machine_kind"]))]
+        save_json(self.path, [*kept, row])
+
+    def record(self, group: str, name: str, make_row: Callable[[], dict[str, Any]], data: str,
+               redo: bool = False) -> dict[str, Any] | None:
+        """Make the row (`make_row()`), stamp it and append it, unless this machine kind has it already (with `redo`,
+        make it again and replace it); print it without its long lists. Returns the new row, or None."""
+        if self.has(group, name) and not redo:
+            return None
+        row = {"group": group, "name": name, **make_row(), **stamp(data)}
+        self.append(row, replace=redo)
+        print(json.dumps({key: value for key, value in row.items()
+                          if not (isinstance(value, list) and len(value) > 10)}), flush=True)
+        return row
 
 
 def rows(name: str, group: str | None = None) -> list[dict[str, Any]]:

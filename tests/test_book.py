@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import skip_unless_ci
 
+pytestmark = pytest.mark.browser  # the book built, then read in Chromium
+
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "book" / "_build" / "html"
 CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))

@@ -11,6 +11,7 @@ from simclr_core.config import make_config
 from simclr_core.engine import train_ssl
 
 
+@pytest.mark.slow
 def test_a_budget_only_chooses_the_steps(cifar_train, cifar_test, tmp_path) -> None:
     """A budgeted run is planned from calibration steps, planned again from its real steps, and is then the run
     `--steps N` trains: the calibration steps were undone. Its budget is generous and its epochs cap it (3 epochs
@@ -55,6 +56,7 @@ def test_the_step_clock_leaves_out_what_happens_between_stretches() -> None:
     assert clock.seconds_per_step() == 2.0
 
 
+@pytest.mark.slow
 def test_steps_end_a_run_mid_epoch_and_repeat_exactly(cifar_train, cifar_test, tmp_path) -> None:
     cfg = make_config("smoke", data="cifar10", steps=9, lr_schedule="cosine")  # 1.5 epochs of 6 steps
     kwargs = dict(progress=False, train_set=cifar_train, eval_set=cifar_test)
@@ -76,6 +78,7 @@ def test_budget_steps_leave_room_for_evaluations(spent: float, step: float, eval
     assert steps_that_fit(100.0 - spent, step, evaluation, steps_per_eval=25) == expected  # an evaluation an epoch
 
 
+@pytest.mark.slow
 def test_a_budget_too_short_for_one_epoch_is_refused_with_the_seconds_it_needs(cifar_train, cifar_test,
                                                                                tmp_path) -> None:
     cfg = make_config("smoke", data="cifar10", epochs=40, time_budget=0.5)

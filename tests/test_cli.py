@@ -51,6 +51,7 @@ def _in_a_new_process(args: list[str], **kwargs) -> subprocess.CompletedProcess[
                           text=True, timeout=120, **kwargs)
 
 
+@pytest.mark.slow
 def test_train_names_the_run_it_would_replace_and_overwrite_clears_it(tiny_data: Path, tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
@@ -87,6 +88,7 @@ def _wait_for_lock_holder(out: Path, process: subprocess.Popen) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_second_train_into_a_folder_in_use_fails_at_once_and_a_killed_holder_leaves_no_lock(
         tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -127,6 +129,7 @@ print(json.dumps({"step_loss": log["step_loss"], "train_seconds": log["train_sec
 """
 
 
+@pytest.mark.slow
 def test_load_or_train_in_a_second_process_waits_and_reuses_the_run(tiny_data: Path, tmp_path: Path) -> None:
     out = str(tmp_path / "book")
     processes = [subprocess.Popen([sys.executable, "-c", LOAD_OR_TRAIN, str(tiny_data), out, role], cwd=ROOT,
@@ -140,6 +143,7 @@ def test_load_or_train_in_a_second_process_waits_and_reuses_the_run(tiny_data: P
     assert second == first  # the same run, timings included: reused, not trained again
 
 
+@pytest.mark.slow
 def test_load_or_train_reuses_a_matching_run_and_refuses_another_config(tiny_data: Path, tmp_path: Path) -> None:
     cfg = make_config("smoke", data=str(tiny_data), batch_size=32, epochs=1)
     _, trained = load_or_train(cfg, str(tmp_path), progress=False)

@@ -51,6 +51,7 @@ def _installed(name: str) -> str | None:
     return str(candidate) if candidate.is_file() else shutil.which(name)
 
 
+@pytest.mark.slow
 def test_installed_scripts_run() -> None:
     """`pip install -e .` puts the four scripts on PATH, each calling its function from pyproject; `simclr`
     starts and answers --help (with this checkout's code; one process only: each one imports torch)."""

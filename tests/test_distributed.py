@@ -87,12 +87,14 @@ def _run_gradient_check(tmp_path: Path, gather_without_grad: bool) -> tuple[floa
     return loss_diff, grad_diff
 
 
+@pytest.mark.slow
 def test_global_loss_and_gradients_equal_single_process(tmp_path: Path) -> None:
     loss_diff, grad_diff = _run_gradient_check(tmp_path, gather_without_grad=False)
     print(f"2 processes vs 1: max |loss diff| {loss_diff:.2e}, max |grad diff| {grad_diff:.2e}")
     assert loss_diff < 1e-6 and grad_diff < 1e-6
 
 
+@pytest.mark.slow
 def test_gathering_without_gradient_is_caught(tmp_path: Path) -> None:
     """The check above has teeth: the classic no-gradient gather gets the loss right but not the gradients."""
     loss_diff, grad_diff = _run_gradient_check(tmp_path, gather_without_grad=True)
@@ -112,6 +114,7 @@ def _training_worker(rank: int, port: int, out: str, train_set, eval_set) -> Non
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_training_matches_one_process(cifar_train, cifar_test, tmp_path: Path) -> None:
     train_set, eval_set = cifar_train.subset(torch.arange(128)), cifar_test.subset(torch.arange(64))
     mp.spawn(_training_worker, args=(_free_port(), str(tmp_path / "two"), train_set, eval_set), nprocs=WORLD)
@@ -150,6 +153,7 @@ def _resume_worker(rank: int, port: int, out: str, train_set, eval_set, stop_at:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_run_stops_together_and_resumes_exactly(cifar_train, cifar_test, tmp_path: Path) -> None:
     train_set, eval_set = cifar_train.subset(torch.arange(128)), cifar_test.subset(torch.arange(64))
     whole, split = str(tmp_path / "whole"), str(tmp_path / "split")

@@ -9,6 +9,8 @@ import pytest
 from simclr_core.cli import main
 from simclr_core.storage import RunPaths, load_checkpoint, load_json
 
+pytestmark = pytest.mark.slow  # every test here reads one trained run
+
 MARGIN = 0.015  # probe accuracy SimCLR must gain over random init: below every measured gap (see below)
 
 

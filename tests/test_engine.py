@@ -90,6 +90,7 @@ def test_pending_losses_are_read_every_k_steps_and_a_non_finite_one_is_named(tmp
         pending.read(step=6, epoch=2, checkpoint=tmp_path / "c.pt")
 
 
+@pytest.mark.slow
 def test_a_checkpoint_stores_the_position_a_resumed_run_starts_from(cifar_train, cifar_test, tmp_path: Path) -> None:
     cfg = make_config("smoke", data="cifar10", steps=9)  # 1.5 epochs of 6 steps: saved at the end, mid-epoch
     train_ssl(cfg, str(tmp_path), progress=False, train_set=cifar_train, eval_set=cifar_test)

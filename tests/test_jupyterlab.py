@@ -15,6 +15,8 @@ import pytest
 from conftest import skip_unless_ci
 from test_book import CHROMIUM, CHROMIUM_ARGS
 
+pytestmark = pytest.mark.browser  # JupyterLab in Chromium
+
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = ROOT / "notebooks" / "jupyterlab-settings"
 

@@ -142,6 +142,7 @@ def test_warmup_then_cosine() -> None:
     assert lr_factor(50, 100, 10, "constant") == 1.0
 
 
+@pytest.mark.slow
 def test_lars_run_warms_up_then_decays_and_learns(cifar_train, cifar_test, tmp_path) -> None:
     from simclr_core.config import make_config
     from simclr_core.engine import train_ssl

@@ -86,6 +86,7 @@ def test_train_mode_extraction_uses_batch_statistics_and_leaves_the_encoder_alon
 
 
 @pytest.mark.parametrize("trainable", [False, True])
+@pytest.mark.slow
 def test_a_probe_with_a_trainable_backbone_changes_the_encoder(trainable: bool) -> None:
     torch.manual_seed(0)
     encoder = CifarResNet18(8)

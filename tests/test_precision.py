@@ -77,6 +77,7 @@ def test_bf16_embeddings_stay_close_to_float32_and_convolutions_run_in_bf16() ->
         assert not torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_training_log_records_the_precision_used_and_why(cifar_train, cifar_test, tmp_path) -> None:
     from simclr_core.config import make_config
     from simclr_core.engine import train_ssl

@@ -67,6 +67,7 @@ def uninterrupted(cifar_train, cifar_test, tmp_path_factory: pytest.TempPathFact
 
 @pytest.mark.parametrize("pipeline", ["fast", "reference"])
 @pytest.mark.parametrize("stop_step, signum", [(6, signal.SIGINT), (11, signal.SIGTERM)])
+@pytest.mark.slow
 def test_stopped_and_resumed_run_equals_uninterrupted_run(cifar_train, cifar_test, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch, pipeline: str,
                                                           stop_step: int, signum: int, uninterrupted) -> None:
@@ -88,6 +89,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(cifar_train, cifar_tes
         assert torch.equal(tensor, _weights(tmp_path / "split")[name]), name
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_different_architecture_or_batch(cifar_train, cifar_test, tmp_path: Path) -> None:
     cfg = make_config("smoke", data="cifar10", epochs=1)
     train_ssl(cfg, str(tmp_path), progress=False, train_set=cifar_train, eval_set=cifar_test)
@@ -107,6 +109,7 @@ def test_resume_without_a_checkpoint_says_so(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("sync_every", [1, 4])  # 4: the loss is read back every 4 steps, as on a GPU
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cifar_train, cifar_test, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch,
                                                                   sync_every: int) -> None:
@@ -139,6 +142,7 @@ def test_unwritable_output_folder_fails_before_training(tmp_path: Path, monkeypa
         main(["train", "--preset", "smoke", "--data", "cifar10", "--out", str(blocker / "run")])
 
 
+@pytest.mark.slow
 def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_last_checkpoint(
         cifar_train, cifar_test, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import simclr_core.engine as engine
@@ -191,6 +195,7 @@ def test_torch_file_that_is_not_ours_and_newer_format_are_named(tmp_path: Path) 
         load_checkpoint(newer)
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_architecture_is_named(cifar_train, cifar_test, tmp_path: Path) -> None:
     train_ssl(make_config("smoke", data="cifar10", epochs=1), str(tmp_path), progress=False,
               train_set=cifar_train, eval_set=cifar_test)
@@ -220,6 +225,7 @@ def test_images_in_other_modes_are_converted_and_truncated_ones_named(tmp_path: 
         load_split(str(tmp_path), "train")
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_leaves_a_torn_checkpoint(cifar_dir: Path, tmp_path: Path) -> None:
     """Kill a real training process at random moments; what is on disk always loads and resumes."""
     out = tmp_path / "run"

@@ -76,6 +76,7 @@ def _tiny(cifar_dir: Path, **changes: object) -> SupervisedConfig:
                                "batch_size": 64, "lr": 3e-3, **changes})
 
 
+@pytest.mark.slow
 def test_a_short_supervised_run_learns(tmp_path: Path, cifar_dir: Path, cifar_train: ImageSet,
                                        cifar_test: ImageSet) -> None:
     log = train_supervised(_tiny(cifar_dir), str(tmp_path), False, cifar_train, cifar_test)
@@ -99,6 +100,7 @@ def test_fine_tuning_starts_from_the_pretrained_encoder(pretrained_run: Path, ci
         _tiny(cifar_dir, init=str(pretrained_run), width=16).validate()
 
 
+@pytest.mark.slow
 def test_a_time_budget_plans_the_steps_and_keeps_to_it(tmp_path: Path, cifar_dir: Path, cifar_train: ImageSet,
                                                        cifar_test: ImageSet) -> None:
     log = train_supervised(_tiny(cifar_dir, time_budget=15.0), str(tmp_path), False, cifar_train, cifar_test)
