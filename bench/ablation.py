@@ -29,8 +29,8 @@ from simclr_core.config import environment_default, make_config
 from simclr_core.data import load_split
 from simclr_core.engine import train_ssl
 from simclr_core.probe import load_encoder, probe_encoders
+from simclr_core.results import RowFile
 from simclr_core.storage import RunPaths
-from simclr_core.stored import RowFile
 
 VARIANTS: dict[str, dict[str, Any]] = {  # name -> the fields of the quick preset it changes
     "crop only": dict(augmentations="crop,flip"),

@@ -36,7 +36,7 @@ from simclr_core.data import ImageSet
 from simclr_core.engine import objective, train_step
 from simclr_core.model import build_model
 from simclr_core.optim import make_optimizer
-from simclr_core.stored import RowFile
+from simclr_core.results import RowFile
 
 RESULTS = Path(__file__).parent / "results" / "fp32_profile.json"
 

@@ -8,7 +8,7 @@ light work may share the machine while it trains. Every lever is scored on the v
 images (`holdout`) that neither pre-training nor the probe's training sees. The test split is never looked at.
 
 A row records the probe (all 45,000 other training images, scored on the 5,000), the weighted 200-NN accuracy,
-the effective rank of h, the steps, images seen, clock and wall-clock seconds, and `stored.stamp`'s provenance.
+the effective rank of h, the steps, images seen, clock and wall-clock seconds, and `results.stamp`'s provenance.
 Rows are appended as they finish and skipped when already there; a stopped run resumes exactly from its last
 checkpoint (runs/long/NAME). Usage (about 22 minutes a lever on a 2-core CPU):
 
@@ -28,9 +28,9 @@ from simclr_core.data import load_split, split_off_holdout
 from simclr_core.engine import seconds_per_step, train_ssl
 from simclr_core.model import load_model
 from simclr_core.probe import cached_features, train_linear_probe
+from simclr_core.results import RowFile
 from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.storage import RunPaths, stored_run_log
-from simclr_core.stored import RowFile
 
 LEVER_SECONDS = 1200  # each lever's length on this machine's clock: 20 minutes
 # The base: a half-width ResNet-18 on full-size views of the 45,000 training images left by the holdout, AdamW,

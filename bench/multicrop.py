@@ -28,8 +28,8 @@ from simclr_core.loss import nt_xent
 from simclr_core.model import SimCLRModel
 from simclr_core.optim import lr_factor, make_optimizer
 from simclr_core.probe import probe_encoders
+from simclr_core.results import RowFile
 from simclr_core.runtime import seed_everything
-from simclr_core.stored import RowFile
 
 LOCAL_SIDE = 8
 LOCAL_SCALE = (0.05, 0.3)

@@ -50,9 +50,9 @@ from simclr_core.data import ImageSet, labelled_indices, load_split
 from simclr_core.engine import load_or_train
 from simclr_core.model import load_model, memory_format
 from simclr_core.probe import budget_weight_decay, extract_features, train_linear_probe
+from simclr_core.results import RowFile, stamp
 from simclr_core.runtime import machine_description, machine_kind, pick_device, uses_bf16
 from simclr_core.storage import RunPaths
-from simclr_core.stored import RowFile, stamp
 from simclr_core.supervised import (
     TRAIN_ACCURACY_IMAGES,
     SupervisedConfig,

@@ -24,7 +24,7 @@ Groups (`--group`), all at the base configuration's 1,000 steps unless named oth
   with Gloo); and two in the probe of `seed 0`: features extracted with BatchNorm in training mode, and a
   "linear probe" whose backbone trains (against the same minibatch probe with it frozen).
 
-Rows are appended to bench/results/pretraining.json as each one finishes (`stored.RowFile`); a row already there
+Rows are appended to bench/results/pretraining.json as each one finishes (`results.RowFile`); a row already there
 (same group and name, same machine kind) is skipped, so the script can be stopped and run again. A row that needs
 two processes runs this script again under torchrun, with `--train-row NAME`, to train that row alone. A run whose
 loss became NaN is measured at its last checkpoint (pitfall runs save every epoch) and says where it stopped.
@@ -56,9 +56,9 @@ from simclr_core.engine import train_ssl
 from simclr_core.knobs import changed_fields
 from simclr_core.model import SimCLRModel, load_model
 from simclr_core.probe import cached_features, train_linear_probe
+from simclr_core.results import RowFile
 from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.storage import RunPaths, stored_run_log
-from simclr_core.stored import RowFile
 
 BASE_STEPS = 1000  # the ablation's size: 128,000 images seen, about 3 minutes on a 2-core CPU
 BASE = dict(steps=BASE_STEPS)

@@ -18,8 +18,8 @@ from pathlib import Path
 from simclr_core.config import environment_default, make_config
 from simclr_core.data import load_split
 from simclr_core.probe import extract_features, load_encoder, random_encoder
+from simclr_core.results import RowFile
 from simclr_core.runtime import pick_device, uses_bf16
-from simclr_core.stored import RowFile
 
 RESULTS = Path(__file__).parent / "results" / "probe_speed.json"
 

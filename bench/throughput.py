@@ -38,9 +38,9 @@ from simclr_core.data import ImageSet, load_split
 from simclr_core.engine import train_step
 from simclr_core.loss import nt_xent
 from simclr_core.model import SimCLRModel
+from simclr_core.results import stamp
 from simclr_core.runtime import uses_bf16
 from simclr_core.storage import save_json
-from simclr_core.stored import stamp
 
 _QUICK = make_config("quick", data="cifar10")
 # the quick preset as it trains, and the full-width ResNet-18 at a batch a 2-core CPU steps through in seconds

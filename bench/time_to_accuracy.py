@@ -22,8 +22,8 @@ from typing import Any
 from simclr_core.config import Config, environment_default, make_config
 from simclr_core.engine import train_ssl
 from simclr_core.probe import run_probe
+from simclr_core.results import RowFile
 from simclr_core.storage import RunPaths, load_json
-from simclr_core.stored import RowFile
 
 # Each candidate is the `quick` preset (5 minutes of training, whatever the machine) with these fields changed;
 # the adopted preset is the empty one. Earlier candidates (epochs, widths, temperatures, LARS) are in the results.

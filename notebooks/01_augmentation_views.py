@@ -233,7 +233,7 @@ assert share_closer > 0.1
 
 # %%
 from simclr_core.plots import accuracy_bars
-from simclr_core.stored import by_name, provenance, seed_spread
+from simclr_core.results import by_name, provenance, seed_spread
 
 ablation = by_name("ablation")
 recipes = ["colour only", "crop only", "crop + colour", "full recipe"]

@@ -180,7 +180,7 @@ print("precision:", log["precision_reason"])
 # 0.13-0.22 s on the project's AMD EPYC in bf16).
 
 # %% tags=["nbval-ignore-output"]
-from simclr_core.stored import rows
+from simclr_core.results import rows
 
 curve = sorted((row["steps"], row["probe_h"]) for row in rows("pretraining", "scaling"))
 

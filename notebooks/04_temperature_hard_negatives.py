@@ -222,7 +222,7 @@ assert same_class > 0.2
 import json
 from pathlib import Path
 
-from simclr_core.stored import seed_spread
+from simclr_core.results import seed_spread
 
 benchmark = json.loads(Path("../bench/results/time_to_accuracy.json").read_text())
 # The rows of the fixed-epoch sweep (before 2026-11-28, when the quick preset got its
@@ -262,7 +262,7 @@ assert not probe_spread.is_tie(sweep[0.05] - sweep[0.2])
 # square root of the batch ratio, and probed each encoder.
 
 # %%
-from simclr_core.stored import by_name, provenance, seed_spread
+from simclr_core.results import by_name, provenance, seed_spread
 
 ablation = by_name("ablation")
 batches = {"batch 64": ablation["batch 64"], "batch 128": ablation["full recipe"],

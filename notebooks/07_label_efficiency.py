@@ -69,9 +69,9 @@ from simclr_core.probe import (
     shared_cache,
     train_linear_probe,
 )
+from simclr_core.results import by_name, provenance, rows, seed_spread
 from simclr_core.runtime import machine_description, pick_device, uses_bf16
 from simclr_core.storage import RunPaths
-from simclr_core.stored import by_name, provenance, rows, seed_spread
 
 cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE, precision=PRECISION), SCALE)
 device = pick_device(cfg.device)

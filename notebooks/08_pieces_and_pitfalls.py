@@ -49,8 +49,8 @@ from simclr_core.config import make_config
 from simclr_core.data import load_split
 from simclr_core.plots import line_chart
 from simclr_core.probe import probe_encoders, random_encoder, shared_cache
+from simclr_core.results import by_name, provenance, seed_spread
 from simclr_core.runtime import pick_device
-from simclr_core.stored import by_name, provenance, seed_spread
 
 BATCH = make_config("quick").batch_size  # every run here is the quick preset, changed
 runs = by_name("pretraining")

@@ -73,7 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
                f"with train/ and test/ class folders; the {ENVIRONMENT['data']} environment variable sets the "
                f"default. Example: python -m simclr_core train --preset quick")
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_train_command(commands)
+    probe = _add_probe_command(commands)
+    _add_label_budget_commands(commands, probe)
+    plots = commands.add_parser("plots", help="draw the four figures from the logs "
+                                              "(the reference's visualizations.py)")
+    plots.add_argument("--out", required=True, help="the run's output folder, e.g. runs/quick")
+    return parser
 
+
+def _add_train_command(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser(
         "train", help="contrastive pre-training (the reference's train.py)",
         description="Pre-train the encoder with NT-Xent; writes a checkpoint and logs every --save-every epochs "
@@ -101,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(train, "config overrides (default: the preset's value; in brackets: the reference's)",
                       Config, [f.name for f in fields(Config)], "reference")
 
+
+def _add_probe_command(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     probe = commands.add_parser("probe", help="linear probe: trained vs random-init encoder "
                                               "(the reference's linear_probe.py)",
                                 description="Train a linear classifier on frozen features of the "
@@ -111,13 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_flags(probe, "probe settings (default: the checkpoint's value; in brackets: the reference's)",
                       Config, PROBE_FIELDS, "reference")
-
-    _add_label_budget_commands(commands, probe)
-
-    plots = commands.add_parser("plots", help="draw the four figures from the logs "
-                                              "(the reference's visualizations.py)")
-    plots.add_argument("--out", required=True, help="the run's output folder, e.g. runs/quick")
-    return parser
+    return probe
 
 
 def _duration(seconds: float) -> str:

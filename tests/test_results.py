@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from simclr_core import stored
+from simclr_core import results
 from simclr_core.config import make_config, scaled
 
 
 def test_a_difference_within_twice_the_seed_spread_is_a_tie() -> None:
-    spread = stored.Spread((0.52, 0.53, 0.54))  # standard deviation 0.01
+    spread = results.Spread((0.52, 0.53, 0.54))  # standard deviation 0.01
     assert spread.std == pytest.approx(0.01) and (spread.low, spread.high) == (0.52, 0.54)
     assert spread.is_tie(0.019) and spread.is_tie(-0.019)
     assert not spread.is_tie(0.021)
@@ -20,21 +20,21 @@ def test_a_difference_within_twice_the_seed_spread_is_a_tie() -> None:
 
 def test_rows_are_read_by_group_and_a_missing_file_says_what_makes_it(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stored, "RESULTS", tmp_path)
+    monkeypatch.setattr(results, "RESULTS", tmp_path)
     (tmp_path / "pretraining.json").write_text(json.dumps([
         {"group": "seeds", "name": "seed 0", "probe_h": 0.5}, {"group": "seeds", "name": "seed 1", "probe_h": 0.6},
         {"group": "scaling", "name": "steps 550", "probe_h": 0.4}]))
-    assert [row["name"] for row in stored.rows("pretraining", "seeds")] == ["seed 0", "seed 1"]
-    assert stored.by_name("pretraining")["steps 550"]["probe_h"] == 0.4
-    assert stored.seed_spread().values == (0.5, 0.6)
+    assert [row["name"] for row in results.rows("pretraining", "seeds")] == ["seed 0", "seed 1"]
+    assert results.by_name("pretraining")["steps 550"]["probe_h"] == 0.4
+    assert results.seed_spread().values == (0.5, 0.6)
     with pytest.raises(FileNotFoundError, match="payoff.json is missing.*bench/README.md"):
-        stored.rows("payoff")
+        results.rows("payoff")
 
 
 def test_the_stored_results_the_chapters_read_are_in_the_repository() -> None:
     for name in ("ablation", "pretraining", "payoff"):
-        assert stored.rows(name), f"bench/results/{name}.json is empty"
-    assert len(stored.seed_spread().values) >= 5
+        assert results.rows(name), f"bench/results/{name}.json is empty"
+    assert len(results.seed_spread().values) >= 5
 
 
 def test_scaled_shortens_the_budget_or_the_steps() -> None:
