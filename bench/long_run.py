@@ -18,17 +18,23 @@ checkpoint (runs/long/NAME). Usage (about 22 minutes a lever on a 2-core CPU):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from simclr_core.analysis import effective_rank, weighted_knn_accuracy
 from simclr_core.config import Config, environment_default, make_config
 from simclr_core.data import load_split, split_off_holdout
 from simclr_core.engine import seconds_per_step, train_ssl
 from simclr_core.model import load_model
-from simclr_core.probe import cached_features, train_linear_probe
+from simclr_core.optim import decay_start
+from simclr_core.probe import cached_features, label_efficiency, random_encoder, train_linear_probe
 from simclr_core.results import RowFile
+from simclr_core.resume import TrainingStopped
 from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.storage import RunPaths, stored_run_log
 
@@ -48,11 +54,16 @@ LEVERS: dict[str, dict[str, Any]] = {  # name -> what it changes in BASE
     "T 0.2": dict(temperature=0.2),
     "crop 0.08": dict(crop_min_scale=0.08),  # SimCLR's paper
     "grayscale": dict(augmentations="crop,flip,jitter,gray,blur"),  # SimCLR's paper: p = 0.2
-    "no blur": dict(augmentations="crop,flip,jitter"),  # SimCLR's paper leaves blur out on CIFAR-10
     "SGD": dict(optimizer="sgd", lr=0.06, weight_decay=5e-4),  # Nesterov momentum 0.9, as dkobak/simclr-cifar10
     "cosine": dict(lr_schedule="cosine"),  # what the wsd schedule costs against cosine at one length
     "base seed 1": dict(seed=1),  # a second seed: the spread at this length
 }
+# The long run: the levers' winners over BASE (chosen on validation, bench/README.md says why), trained as one wsd
+# run planned for the last point; each shorter point is that run stopped where its own decay would begin and decayed
+# from there (`branch`), which is exactly the run of that length (optim.decay_start)
+LONG: dict[str, Any] = dict(save_every=2)  # a checkpoint every 2 epochs: about 9 minutes on the clock
+CURVE_EPOCHS = (1.25, 2.5, 5, 10, 20, 40, 80)  # doubling; 40 epochs fit 3 hours of a 2-core AMD EPYC's clock
+FEW_LABELS = {5: 3, 25: 3, 100: 1}  # labels a class -> labelled subsets probed at every point (payoff issue)
 RESULTS = Path(__file__).parent / "results" / "long_run.json"
 RUNS = Path(__file__).parent.parent / "runs" / "long"
 CLOCK_STEPS = (5, 20)  # untimed, then timed steps of the clock
@@ -123,10 +134,96 @@ def lever_row(name: str, overrides: dict[str, Any], data: str, clocks: dict[str,
             "step_loss_every_10": log["step_loss"][::10], "config": cfg.to_dict()}
 
 
+def long_config(data: str, steps: int) -> Config:
+    return lever_config({**LONG, "steps": steps}, data)
+
+
+def point_steps(cfg: Config, epochs: float) -> int:
+    return round(epochs * ((50_000 - cfg.holdout) // cfg.batch_size))
+
+
+def branch(trunk_cfg: Config, trunk: Path, steps: int, out: Path) -> dict[str, Any]:
+    """The wsd run of `steps` steps in `out`: the trunk (the same run planned longer) trained to where this run's
+    decay begins and stopped there, its checkpoint copied to `out`, and continued to `steps` with the decay."""
+    cfg = Config.from_dict({**trunk_cfg.to_dict(), "steps": steps})
+    log = stored_run_log(str(out))
+    if log is not None and log["config"] == cfg.to_dict():
+        return log if log["finished"] else train_ssl(cfg, str(out), resume=True)
+    start = decay_start(steps)
+    trunk_log = stored_run_log(str(trunk))
+    done = len(trunk_log["step_loss"]) if trunk_log else 0
+    if done > start:
+        raise RuntimeError(f"the trunk in {trunk} is at step {done}, past this point's decay start {start}: "
+                           f"make the points in order, shortest first")
+    if done < start:
+        with contextlib.suppress(TrainingStopped):
+            train_ssl(trunk_cfg, str(trunk), resume=trunk_log is not None, stop_at_step=start)
+    for source in (RunPaths(trunk).checkpoint, RunPaths(trunk).ssl_log):
+        target = out / source.relative_to(trunk)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return train_ssl(cfg, str(out), resume=True)
+
+
+def measure_point(encoder: torch.nn.Module, cfg: Config, cache: Path | None) -> dict[str, Any]:
+    """Everything the book and the payoff issue read of one encoder: the probe and the 200-NN on validation and
+    test (trained on the 45,000 other training images), the effective rank of h, the probe with 5, 25 and 100
+    labels a class (on test), and the seconds of a probe: features of the 60,000 images, then L-BFGS."""
+    device = pick_device(cfg.device)
+    bf16 = uses_bf16(cfg.precision, device)
+    train, validation = split_off_holdout(load_split(cfg.data, "train", cfg.data_root), cfg.holdout)
+    test = load_split(cfg.data, "test", cfg.data_root)
+    start = time.perf_counter()
+    h_train, h_val, h_test = (cached_features(encoder, images, cache, device, bf16)
+                              for images in (train, validation, test))
+    probes = {name: train_linear_probe(h_train, train.labels, x, images.labels, cfg.probe_steps,
+                                       cfg.probe_weight_decay)
+              for name, x, images in (("test", h_test, test), ("val", h_val, validation))}
+    probe_seconds = time.perf_counter() - start
+    few = label_efficiency(h_train, train, h_test, test.labels, FEW_LABELS, cfg.probe_steps, cfg.probe_weight_decay)
+    return {"probe_val": round(probes["val"].test_accuracy, 4), "probe_test": round(probes["test"].test_accuracy, 4),
+            "knn200_val": round(weighted_knn_accuracy(h_train, train.labels, h_val, validation.labels), 4),
+            "knn200_test": round(weighted_knn_accuracy(h_train, train.labels, h_test, test.labels), 4),
+            "effective_rank_h": round(effective_rank(h_train), 2),
+            "few_label_probe_test": {str(n): [round(a, 4) for a in accuracies] for n, accuracies in few.items()},
+            "probe_seconds": round(probe_seconds, 1), "probe_train_images": len(train),
+            "validation_images": len(validation), "test_images": len(test)}
+
+
+def curve_row(epochs: float, data: str, runs: Path, clocks: dict[str, float]) -> dict[str, Any]:
+    """One point of the curve: the wsd run of `epochs` epochs (the trunk itself for the last), measured."""
+    trunk_cfg = long_config(data, point_steps(long_config(data, 1), CURVE_EPOCHS[-1]))
+    steps = point_steps(trunk_cfg, epochs)
+    if epochs == CURVE_EPOCHS[-1]:
+        out = runs / "trunk"
+        log = trained(trunk_cfg, out)
+    else:
+        out = runs / f"point-{epochs:g}-epochs"
+        log = branch(trunk_cfg, runs / "trunk", steps, out)
+    per_step = step_seconds(trunk_cfg, clocks)
+    encoder = load_model(RunPaths(out).checkpoint, pick_device(trunk_cfg.device))[0].encoder
+    return {"epochs": epochs, "steps": len(log["step_loss"]), "images_seen": len(log["step_loss"]) * cfg_batch(log),
+            "clock_seconds_per_step": round(per_step, 4), "clock_seconds": round(len(log["step_loss"]) * per_step),
+            "train_seconds": log["train_seconds"], **measure_point(encoder, trunk_cfg, RunPaths(out).features),
+            "ssl_top1_val": round(log["evals"][-1]["top1"], 4), "config": log["config"],
+            "step_loss_every_10": log["step_loss"][::10]}
+
+
+def cfg_batch(log: dict[str, Any]) -> int:
+    return log["config"]["batch_size"]
+
+
+def random_init_row(data: str) -> dict[str, Any]:
+    cfg = long_config(data, 1)
+    return {"epochs": 0, "steps": 0, **measure_point(random_encoder(cfg, pick_device(cfg.device)), cfg, None)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=environment_default("data"))
-    parser.add_argument("--group", nargs="+", default=["clock", "levers"], choices=["clock", "levers"])
+    parser.add_argument("--group", nargs="+", default=["clock", "levers"], choices=["clock", "levers", "curve"])
+    parser.add_argument("--up-to", type=float, default=CURVE_EPOCHS[-1],
+                        help="with --group curve: make the points up to this many epochs (the rest another day)")
     parser.add_argument("--only", nargs="+", help="these levers only")
     parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file rows are added to")
     parser.add_argument("--runs", type=Path, default=RUNS, help="where the runs are trained and kept")
@@ -144,6 +241,12 @@ def main() -> None:
             if args.only is None or name in args.only:
                 results.record("levers", name, lambda name=name, o=overrides: lever_row(name, o, args.data, clocks,
                                                                                          args.runs), args.data)
+    if "curve" in args.group:
+        clocks = {row["name"]: row["seconds_per_step"] for row in results.rows() if row["group"] == "clock"}
+        results.record("curve", "random init", lambda: random_init_row(args.data), args.data)
+        for epochs in (e for e in CURVE_EPOCHS if e <= args.up_to):
+            results.record("curve", f"{epochs:g} epochs",
+                           lambda e=epochs: curve_row(e, args.data, args.runs / "curve", clocks), args.data)
 
 
 if __name__ == "__main__":
