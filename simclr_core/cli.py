@@ -118,7 +118,11 @@ def _add_probe_command(commands: argparse._SubParsersAction) -> argparse.Argumen
                                             "checkpoint in OUT and of a random-init encoder; write "
                                             "OUT/logs/probe_results.json. Everything else (architecture, "
                                             "seed) comes from the checkpoint.")
-    probe.add_argument("--out", required=True, help="the training run's output folder, e.g. runs/quick")
+    probe.add_argument("--out", help="the training run's output folder, e.g. runs/quick (with --pretrained: where "
+                                     "its probe log goes, default runs/pretrained-NAME)")
+    probe.add_argument("--pretrained", metavar="NAME",
+                       help="probe the encoder shipped with the package instead of a run (simclr_core/weights: "
+                            "long, the book's long CPU run)")
     probe.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_config_flags(probe, "probe settings (default: the checkpoint's value; in brackets: the reference's)",
                       Config, PROBE_FIELDS, "reference")
@@ -230,10 +234,21 @@ def run(argv: list[str] | None = None) -> None:
     elif args.command == "probe":
         from .probe import run_probe
 
-        log = run_probe(args.out, _overrides(args), not args.no_progress, args.labels_per_class, args.label_seed)
+        out, overrides = args.out, _overrides(args)
+        if args.pretrained:
+            from .pretrained import as_run
+
+            out = as_run(args.pretrained, out or f"runs/pretrained-{args.pretrained}",
+                         {**from_environment(), **overrides})
+        elif out is None:
+            raise ValueError("probe needs --out RUN_FOLDER (a run trained with `train`), or --pretrained NAME")
+        log = run_probe(out, overrides, not args.no_progress, args.labels_per_class, args.label_seed)
+        validation = (f"; on the {log['validation_images']} held-out training images: SimCLR "
+                      f"{log['validation']['simclr']:.4f}, random init {log['validation']['random']:.4f}"
+                      if "validation" in log else "")
         print(f"linear probe test accuracy: SimCLR {log['simclr']['test_accuracy']:.4f}, "
               f"random init {log['random']['test_accuracy']:.4f} "
-              f"({log['train_images']} train / {log['test_images']} test images)")
+              f"({log['train_images']} train / {log['test_images']} test images){validation}")
     elif args.command == "supervised":
         from .supervised import SupervisedConfig, train_supervised
 
