@@ -1,0 +1,321 @@
+"""When pre-training pays: SimCLR + a linear probe against training the same network from scratch on the labels.
+
+Every row of bench/results/when_it_pays.json is one method at one label budget (labels a class) and one labelled
+subset, with what it cost. (bench/payoff.py made the earlier comparison at one compute, whose clocks were taken
+under different loads; its rows stay in payoff.json.) Compute is
+counted on this machine's clocks, all measured in one quiet session (`clock`): a run is defined by its steps, and
+its seconds are its steps times the clock, so what a run learns cannot depend on how busy the machine was while it
+ran (`compute_seconds` in a row is what its steps cost on the clock; `train_seconds` is what the run took).
+
+Groups, in the order they run (`--group`):
+
+- `clock`: seconds of a supervised step (batch 128), of evaluating an image, and of LP-FT's head on all labels;
+  the SimCLR side's clock is bench/long_run.py's (the same session's rows).
+- `book`: the SimCLR run B is made of, the quick preset for `BOOK_STEPS` steps (no time budget), and its probe's
+  seconds; B = its steps on the clock + the probe.
+- `select`: the choices, all on validation images, never on the test split. From scratch: one recipe (learning
+  rate x weight decay x views) chosen at 100 labels a class with 100 validation images a class (as many as it trains
+  on, which a practitioner could have), then applied unchanged at every budget. Fine-tuning (LP-FT and naive, each
+  its own sweep): the encoder's learning-rate scale x views, at 25, 100 and 4,500 labels a class with as many
+  validation images (500 at the largest).
+- `table`: at B, the SimCLR probe, from scratch and fine-tuning, at 1 to 5,000 labels a class (three labelled
+  subsets at 25 and fewer; fine-tuning on the first subset at 25, 100 and 5,000).
+- `curves`: from scratch at 5, 25 and 100 labels a class at B/4, B/2, B, 2B, ... until two successive doublings
+  tie or it passes the long run's longest point (three subsets up to B at 5 and 25), on the labelled images the long
+  run's few-label probes use (its 45,000 training images left by the holdout).
+- `reuse`: ten two-class tasks (pairs of classes, 25 labels a class): one pre-training and a probe a task against a
+  from-scratch run a task at B/4 and at B.
+
+Rows are appended as each finishes and skipped when already there (on this kind of machine), so the script can be
+stopped and started again. Usage (hours on a 2-core CPU; `clock` and `book` want a quiet machine):
+
+    python bench/when_it_pays.py --data data/cifar10-jpeg [--group clock book select table curves reuse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simclr_core.budget import median_step_seconds
+from simclr_core.config import environment_default, make_config
+from simclr_core.data import ImageSet, labelled_indices, load_split, split_off_holdout
+from simclr_core.engine import load_or_train
+from simclr_core.model import load_model, memory_format
+from simclr_core.probe import budget_weight_decay, extract_features, train_linear_probe
+from simclr_core.results import RowFile
+from simclr_core.runtime import pick_device, uses_bf16
+from simclr_core.storage import RunPaths
+from simclr_core.supervised import (
+    TRAIN_ACCURACY_IMAGES,
+    SupervisedConfig,
+    evaluation_seconds,
+    initial_classifier,
+    labelled_batches,
+    load_classifier,
+    supervised_step,
+    train_supervised,
+)
+
+RESULTS = Path(__file__).parent / "results" / "when_it_pays.json"
+LONG_RUN = Path(__file__).parent / "results" / "long_run.json"
+RUNS = Path(__file__).parent.parent / "runs" / "when-it-pays"
+BOOK_STEPS = 1000  # the book's SimCLR run: the seed spread's length (bench/pretraining.py), about 300 s of clock
+WIDTH = 32  # the quick preset's and the long run's: the same network on both sides
+VIEWS = {"SimCLR's": ("crop,flip,jitter,blur", 0.3), "mild": ("crop,flip", 0.8)}  # augmentations, crop scale
+SCRATCH_GRID = {"lr": [1e-3, 3e-3], "weight_decay": [5e-4, 5e-2], "views": list(VIEWS)}
+SELECT_AT = 100  # labels a class where the from-scratch recipe is chosen, with as many validation images
+FINE_TUNE_GRID = {"encoder_lr_scale": [0.1, 1.0], "views": list(VIEWS)}
+FINE_TUNE_AT = {25: 25, 100: 100, 5000: 500}  # labels a class -> validation images a class for the choice
+FINE_TUNE_SECONDS = 60.0  # fine-tuning's steps after the head, on top of B
+TABLE_SUBSETS = {1: 3, 5: 3, 25: 3, 100: 1, 500: 1, 5000: 1}  # labels a class -> labelled subsets
+CURVE_SUBSETS = {5: 3, 25: 3, 100: 1}
+TIE = 2 * 2**0.5 * 0.0062  # a difference of two single runs within 2 sqrt(2) seed sigmas (results.Spread)
+# ten pairs of classes: five disjoint, then five across them
+TASKS = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (0, 8), (1, 9), (2, 4), (3, 5), (6, 9)]
+TASK_LABELS = 25
+
+
+class Clock:
+    """Seconds <-> steps of a supervised run, at the clock of the `clock` row."""
+
+    def __init__(self, row: dict[str, Any], train_images: int):
+        self.row, self.train_images = row, train_images
+
+    def overhead(self, cfg: SupervisedConfig, test_images: int, classes: int = 10) -> float:
+        """Seconds a run spends besides its steps: its evaluations and (LP-FT) its head."""
+        labelled = cfg.labels_per_class * classes
+        evaluated = test_images + min(labelled, TRAIN_ACCURACY_IMAGES) + cfg.validation_per_class * classes
+        head = self.row["head_seconds_all_labels"] * labelled / self.train_images if cfg.head == "probe" else 0.0
+        return evaluated * self.row["image_seconds"] + head
+
+    def steps(self, cfg: SupervisedConfig, seconds: float, test_images: int, classes: int = 10) -> int:
+        steps = int((seconds - self.overhead(cfg, test_images, classes)) / self.row["step_seconds"])
+        if steps < 1:
+            raise ValueError(f"{seconds:.0f} s leave no step after {self.overhead(cfg, test_images):.0f} s of "
+                             f"evaluation")
+        return steps
+
+    def seconds(self, cfg: SupervisedConfig, test_images: int, classes: int = 10) -> float:
+        return round(cfg.steps * self.row["step_seconds"] + self.overhead(cfg, test_images, classes), 1)
+
+
+def clock_row(train: ImageSet, test: ImageSet) -> dict[str, Any]:
+    """This machine's seconds for a supervised step, for evaluating one image, and for LP-FT's head on all labels."""
+    cfg = SupervisedConfig(width=WIDTH, init=str(RUNS / "book"), head="probe", labels_per_class=5000)
+    device = pick_device(cfg.device)
+    bf16 = uses_bf16(cfg.precision, device)
+    start = time.perf_counter()
+    model, _ = initial_classifier(cfg, len(train.classes), train, len(train), device, bf16)
+    head_seconds = time.perf_counter() - start
+    model = model.to(device, memory_format=memory_format(device))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batches = labelled_batches(train, cfg.batch_size, cfg.augmentation_params(), 0, device)
+    step_seconds = median_step_seconds(lambda: supervised_step(model, optimizer, *next(batches), bf16), model,
+                                       optimizer, (5, 21))
+    sample = test.subset(torch.arange(min(2000, len(test))))
+    image_seconds = evaluation_seconds(model, sample, len(sample), device, bf16) / len(sample)
+    return {"batch_size": cfg.batch_size, "step_seconds": round(step_seconds, 4),
+            "image_seconds": round(image_seconds, 6),
+            "head_seconds_all_labels": round(head_seconds, 1), "precision": "bf16" if bf16 else "fp32"}
+
+
+def book_row(data: str, train: ImageSet, test: ImageSet, simclr_clock: float) -> dict[str, Any]:
+    """The SimCLR run B is made of, and what its probe costs: features of the 60,000 images, then L-BFGS."""
+    cfg = make_config("quick", data=data, time_budget=0.0, steps=BOOK_STEPS)
+    model, log = load_or_train(cfg, str(RUNS / "book"), progress=False)
+    device = pick_device(cfg.device)
+    bf16 = uses_bf16(cfg.precision, device)
+    start = time.perf_counter()
+    train_x, test_x = (extract_features(model.encoder, images, device, bf16=bf16) for images in (train, test))
+    probe = train_linear_probe(train_x, train.labels, test_x, test.labels, cfg.probe_steps, cfg.probe_weight_decay)
+    probe_seconds = time.perf_counter() - start
+    pretrain = BOOK_STEPS * simclr_clock
+    return {"method": "SimCLR probe", "steps": BOOK_STEPS, "clock_seconds_per_step": simclr_clock,
+            "pretrain_seconds": round(pretrain, 1), "probe_seconds": round(probe_seconds, 1),
+            "budget_seconds": round(pretrain + probe_seconds), "train_seconds": log["train_seconds"],
+            "test_accuracy": round(probe.test_accuracy, 4), "precision": log["precision"]}
+
+
+class Experiment:
+    """What every row needs: the results file, the data, the clock and B."""
+
+    def __init__(self, data: str, results: RowFile, clock: Clock, budget: float, train: ImageSet, test: ImageSet):
+        self.data, self.results, self.clock, self.budget = data, results, clock, budget
+        self.train, self.test = train, test
+
+    def supervised(self, group: str, name: str, cfg: SupervisedConfig, seconds: float,
+                   sets: tuple[ImageSet, ImageSet] | None = None, refit: bool = False) -> dict[str, Any]:
+        """Train (or find) the supervised run `name` for `seconds` of clock; with `refit`, re-probe its fine-tuned
+        encoder on its labelled images (how far fine-tuning moved the features)."""
+        train, test = sets or (self.train, self.test)
+        found = next((row for row in self.results.rows() if (row.get("group"), row["name"]) == (group, name)), None)
+        if found is not None:
+            return found
+        classes = len(train.classes)
+        cfg = dataclasses.replace(cfg, data=self.data, width=WIDTH, time_budget=0.0,
+                                  steps=self.clock.steps(cfg, seconds, len(test), classes))
+
+        def row() -> dict[str, Any]:
+            out = RUNS / group / name.replace(" ", "-").replace(",", "").replace("'", "")
+            log = train_supervised(cfg, str(out), False, train, test)
+            made = {"method": "from scratch" if not cfg.init else ("LP-FT" if cfg.head == "probe" else "naive FT"),
+                    "labels_per_class": cfg.labels_per_class, "label_seed": cfg.label_seed, "config": cfg.to_dict(),
+                    "budget_seconds": round(seconds, 1), "steps": cfg.steps,
+                    "compute_seconds": self.clock.seconds(cfg, len(test), classes),
+                    "train_seconds": log["train_seconds"], "train_accuracy": round(log["train_accuracy"], 4),
+                    "validation_accuracy": log["validation_accuracy"] and round(log["validation_accuracy"], 4),
+                    "test_accuracy": round(log["test_accuracy"], 4), "precision": log["precision"]}
+            if refit:
+                model, _ = load_classifier(str(out), pick_device(cfg.device))
+                made["refit_probe_accuracy"] = round(probe_accuracy(model.encoder, train, test, cfg.labels_per_class,
+                                                                    cfg.label_seed), 4)
+            return made
+
+        return self.results.record(group, name, row, self.data) or {}
+
+
+def probe_accuracy(encoder: torch.nn.Module, train: ImageSet, test: ImageSet, per_class: int, seed: int) -> float:
+    """The book's linear probe on `encoder`'s frozen features of `per_class` labelled images a class (`seed`),
+    scored on `test`."""
+    chosen = labelled_indices(train, per_class, seed)
+    device = pick_device("auto")
+    bf16 = uses_bf16("auto", device)
+    train_x = extract_features(encoder, train.subset(chosen), device, bf16=bf16)
+    test_x = extract_features(encoder, test, device, bf16=bf16)
+    quick = make_config("quick")
+    return train_linear_probe(train_x, train.labels[chosen], test_x, test.labels, quick.probe_steps,
+                              budget_weight_decay(quick.probe_weight_decay, len(train), len(chosen))).test_accuracy
+
+
+def best(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return max(rows, key=lambda row: row["validation_accuracy"])
+
+
+def select(ex: Experiment) -> tuple[SupervisedConfig, dict[str, SupervisedConfig]]:
+    """The from-scratch recipe, and each fine-tuning method's settings at each budget, chosen on validation."""
+    scratch = []
+    for lr, weight_decay, views in itertools.product(*SCRATCH_GRID.values()):
+        augmentations, crop = VIEWS[views]
+        cfg = SupervisedConfig(labels_per_class=SELECT_AT, validation_per_class=SELECT_AT, lr=lr,
+                               weight_decay=weight_decay, augmentations=augmentations, crop_min_scale=crop)
+        scratch.append(ex.supervised("select", f"scratch lr {lr:g} wd {weight_decay:g} {views} views", cfg,
+                                     ex.budget))
+    recipe = SupervisedConfig(**{**best(scratch)["config"], "validation_per_class": 0})
+    tuned: dict[str, SupervisedConfig] = {}
+    for head, (n, validation) in itertools.product(("probe", "random"), FINE_TUNE_AT.items()):
+        rows = []
+        for scale, views in itertools.product(*FINE_TUNE_GRID.values()):
+            augmentations, crop = VIEWS[views]
+            cfg = SupervisedConfig(init=str(RUNS / "book"), head=head, labels_per_class=min(n, 5000 - validation),
+                                   validation_per_class=validation, lr=1e-3, encoder_lr_scale=scale,
+                                   weight_decay=1e-4, augmentations=augmentations, crop_min_scale=crop)
+            method = "LP-FT" if head == "probe" else "naive FT"
+            seconds = FINE_TUNE_SECONDS + ex.clock.overhead(cfg, len(ex.test))
+            rows.append(ex.supervised("select", f"{method} {n} scale {scale:g} {views} views", cfg, seconds))
+        tuned[f"{head} {n}"] = SupervisedConfig(**{**best(rows)["config"], "validation_per_class": 0,
+                                                   "labels_per_class": n})
+    return recipe, tuned
+
+
+def table(ex: Experiment, recipe: SupervisedConfig, tuned: dict[str, SupervisedConfig],
+          book: dict[str, Any]) -> None:
+    """Every method at B, at 1 to 5,000 labels a class; fine-tuning on the first subset at 25, 100 and 5,000."""
+    encoder = load_model(RunPaths(RUNS / "book").checkpoint)[0].encoder
+    for n, subsets in TABLE_SUBSETS.items():
+        for seed in range(subsets):
+            ex.results.record("table", f"{n} seed {seed} SimCLR probe", lambda n=n, seed=seed: {
+                "method": "SimCLR probe", "labels_per_class": n, "label_seed": seed,
+                "compute_seconds": book["budget_seconds"], "pretrain_seconds": book["pretrain_seconds"],
+                "test_accuracy": round(probe_accuracy(encoder, ex.train, ex.test, n, seed), 4)}, ex.data)
+            cfg = dataclasses.replace(recipe, labels_per_class=n, label_seed=seed)
+            ex.supervised("table", f"{n} seed {seed} scratch", cfg, ex.budget)
+            for head in ("probe", "random") if seed == 0 and n in FINE_TUNE_AT else ():
+                cfg = dataclasses.replace(tuned[f"{head} {n}"], label_seed=seed)
+                seconds = FINE_TUNE_SECONDS + ex.clock.overhead(cfg, len(ex.test))  # on top of B
+                ex.supervised("table", f"{n} seed {seed} {'LP-FT' if head == 'probe' else 'naive FT'}", cfg,
+                              seconds, refit=True)
+
+
+def curves(ex: Experiment, recipe: SupervisedConfig, longest: float) -> None:
+    """From scratch against compute at 5, 25 and 100 labels a class, on the long run's labelled images."""
+    rest = split_off_holdout(ex.train, 5000)[0]  # the long run's holdout: its probes' labelled images come from rest
+    for n, subsets in CURVE_SUBSETS.items():
+        for seed in range(subsets):
+            accuracies: list[float] = []
+            for k in itertools.count():
+                seconds = ex.budget / 4 * 2**k
+                saturated = len(accuracies) >= 3 and all(abs(b - a) < TIE for a, b in
+                                                        zip(accuracies[-3:], accuracies[-2:], strict=False))
+                if seconds > (longest if seed == 0 else ex.budget) or saturated:
+                    break
+                cfg = dataclasses.replace(recipe, labels_per_class=n, label_seed=seed)
+                row = ex.supervised("curves", f"{n} seed {seed} scratch {k - 2:+d} doublings", cfg, seconds,
+                                    (rest, ex.test))
+                accuracies.append(row["test_accuracy"])
+
+
+def task(images: ImageSet, classes: tuple[int, int]) -> ImageSet:
+    """The images of two classes, labelled 0 and 1."""
+    keep = (images.labels == classes[0]) | (images.labels == classes[1])
+    chosen = images.subset(keep.nonzero().squeeze(1))
+    return ImageSet(chosen.images, (chosen.labels == classes[1]).long(), [images.classes[c] for c in classes])
+
+
+def reuse(ex: Experiment, recipe: SupervisedConfig, book: dict[str, Any]) -> None:
+    """Ten two-class tasks: the SimCLR encoder probed once a task, and a from-scratch run a task at B/4 and B."""
+    encoder = load_model(RunPaths(RUNS / "book").checkpoint)[0].encoder
+    for classes in TASKS:
+        train, test = task(ex.train, classes), task(ex.test, classes)
+        name = f"{train.classes[0]} vs {train.classes[1]}"
+
+        def probed(train: ImageSet = train, test: ImageSet = test) -> dict[str, Any]:
+            start = time.perf_counter()
+            accuracy = probe_accuracy(encoder, train, test, TASK_LABELS, 0)
+            return {"method": "SimCLR probe", "labels_per_class": TASK_LABELS, "test_accuracy": round(accuracy, 4),
+                    "probe_seconds": round(time.perf_counter() - start, 1),
+                    "pretrain_seconds": book["pretrain_seconds"]}
+
+        ex.results.record("reuse", f"{name} SimCLR probe", probed, ex.data)
+        for share in (0.25, 1.0):
+            cfg = dataclasses.replace(recipe, labels_per_class=TASK_LABELS)
+            ex.supervised("reuse", f"{name} scratch {share:g} B", cfg, share * ex.budget, (train, test))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=environment_default("data"))
+    parser.add_argument("--group", nargs="+", default=["clock", "book", "select", "table", "curves", "reuse"])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    results = RowFile(args.results)
+    train, test = load_split(args.data, "train"), load_split(args.data, "test")
+    long_run = RowFile(LONG_RUN).rows()
+    simclr_clock = next(row["seconds_per_step"] for row in long_run
+                        if row["group"] == "clock" and row["name"] == "width 32, 16 px, batch 128")
+    results.record("book", "book", lambda: book_row(args.data, train, test, simclr_clock), args.data)
+    results.record("clock", "supervised clock", lambda: clock_row(train, test), args.data)
+    book = next(row for row in results.rows() if (row.get("group"), row["name"]) == ("book", "book"))
+    clock = next(row for row in results.rows() if (row.get("group"), row["name"]) == ("clock", "supervised clock"))
+    ex = Experiment(args.data, results, Clock(clock, len(train)), float(book["budget_seconds"]), train, test)
+    if not {"select", "table", "curves", "reuse"} & set(args.group):
+        return
+    recipe, tuned = select(ex)
+    if "table" in args.group:
+        table(ex, recipe, tuned, book)
+    if "curves" in args.group:
+        longest = max(row["clock_seconds"] + row["probe_seconds"] for row in long_run if row["group"] == "curve"
+                      and row["steps"])
+        curves(ex, recipe, longest)
+    if "reuse" in args.group:
+        reuse(ex, recipe, book)
+
+
+if __name__ == "__main__":
+    main()
