@@ -6,13 +6,15 @@ through `RowFile.append`: atomically (a stopped script never leaves half a file)
 skipped, so a script can be stopped and run again), and stamped with where it came from (`stamp`: the data copy,
 the machine, the date and the commit of the code that made it, as airbench keeps its source beside a result).
 The seed-to-seed spread of the base configuration is what decides whether a difference between two single runs
-is a result: a difference smaller than twice the spread's standard deviation is called a tie.
+is a result: the difference of two runs varies with a standard deviation of sqrt(2) sigma, so a difference smaller
+than twice that, 2 sqrt(2) sigma, is called a tie (`Spread.is_tie`).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -127,13 +129,44 @@ class Spread:
         return max(self.values)
 
     def describe(self) -> str:
-        """'0.5206-0.5356 over 5 seeds (standard deviation 0.0063)'."""
+        """'0.5206-0.5356 over 5 seeds (standard deviation 0.0062, 0.0037-0.0178 at 95%)'."""
+        low, high = self.std_interval()
         return (f"{self.low:.4f}-{self.high:.4f} over {len(self.values)} seeds (standard deviation "
-                f"{self.std:.4f})")
+                f"{self.std:.4f}, {low:.4f}-{high:.4f} at 95%)")
 
-    def is_tie(self, difference: float) -> bool:
-        """A difference between two single runs within twice the seed-to-seed standard deviation."""
-        return abs(difference) < 2 * self.std
+    def tie_threshold(self, runs: int = 1) -> float:
+        """Twice the standard deviation of the difference of two means of `runs` runs each: 2 sqrt(2 / runs)
+        sigma (2 sqrt(2) sigma for two single runs)."""
+        return 2 * math.sqrt(2 / runs) * self.std
+
+    def is_tie(self, difference: float, runs: int = 1) -> bool:
+        """A difference between two single runs (or two means of `runs` runs) within `tie_threshold`."""
+        return abs(difference) < self.tie_threshold(runs)
+
+    def std_interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Where the true standard deviation lies at `confidence`, from the chi-square distribution of the sample
+        variance of normal values: a sigma from five seeds is itself uncertain, by a factor of about 0.6 to 2.9."""
+        df = len(self.values) - 1
+        tail = (1 - confidence) / 2
+        return (self.std * math.sqrt(df / chi2_quantile(1 - tail, df)),
+                self.std * math.sqrt(df / chi2_quantile(tail, df)))
+
+
+def chi2_quantile(p: float, df: int) -> float:
+    """The `p` quantile of the chi-square distribution with `df` degrees of freedom, by bisection on its CDF (the
+    regularised lower incomplete gamma function, from its series): no SciPy needed."""
+    def cdf(x: float) -> float:
+        s, term, total, n = df / 2, 1.0, 0.0, 0
+        while term > 1e-15 * total or n == 0:
+            term = math.exp((s + n) * math.log(x / 2) - x / 2 - math.lgamma(s + n + 1))
+            total, n = total + term, n + 1
+        return total
+
+    low, high = 1e-12, df + 50 * math.sqrt(2 * df) + 50
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if cdf(middle) < p else (low, middle)
+    return (low + high) / 2
 
 
 def seed_spread(metric: str = "probe_h") -> Spread:

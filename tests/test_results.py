@@ -11,11 +11,21 @@ from simclr_core import results
 from simclr_core.config import make_config, scaled
 
 
-def test_a_difference_within_twice_the_seed_spread_is_a_tie() -> None:
+def test_a_difference_within_twice_its_own_standard_deviation_is_a_tie() -> None:
     spread = results.Spread((0.52, 0.53, 0.54))  # standard deviation 0.01
     assert spread.std == pytest.approx(0.01) and (spread.low, spread.high) == (0.52, 0.54)
-    assert spread.is_tie(0.019) and spread.is_tie(-0.019)
-    assert not spread.is_tie(0.021)
+    # the difference of two single runs has a standard deviation of sqrt(2) * 0.01: a tie under 0.0283
+    assert spread.is_tie(0.028) and spread.is_tie(-0.028) and not spread.is_tie(0.029)
+    # of two means of three runs each, sqrt(2 / 3) * 0.01: a tie under 0.0163
+    assert spread.is_tie(0.016, runs=3) and not spread.is_tie(0.017, runs=3)
+
+
+def test_the_uncertainty_of_a_sigma_from_five_seeds() -> None:
+    assert results.chi2_quantile(0.025, 4) == pytest.approx(0.4844, abs=1e-4)  # tables of the chi-square
+    assert results.chi2_quantile(0.975, 4) == pytest.approx(11.1433, abs=1e-4)
+    assert results.chi2_quantile(0.5, 1) == pytest.approx(0.4549, abs=1e-4)
+    low, high = results.Spread((0.5345, 0.5206, 0.5356, 0.5325, 0.5343)).std_interval()
+    assert (round(low, 4), round(high, 4)) == (0.0037, 0.0178)  # the "roughly 0.004-0.018"
 
 
 def test_rows_are_read_by_group_and_a_missing_file_says_what_makes_it(tmp_path: Path,
