@@ -59,11 +59,15 @@ LossMaker = Callable[[Config, distributed.Distributed], LossFunction]
 ModelBuilder = Callable[[Config, torch.device], SimCLRModel]
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x1: torch.Tensor, x2: torch.Tensor,
-               loss_fn: LossFunction, device: torch.device, bf16: bool = False) -> torch.Tensor:
-    """One optimisation step of SimCLR on a batch of B image pairs; returns the loss, still on the device."""
-    z1, z2 = embed_pairs(model, x1, x2, device, bf16)  # (B, D) each: unit vectors z = normalize(g(f(x)))
-    loss = loss_fn(z1, z2)  # NT-Xent: each of the 2B views picks its partner out of the other 2B - 1
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+               x1: torch.Tensor, x2: torch.Tensor, loss_fn: LossFunction,
+               device: torch.device, bf16: bool = False) -> torch.Tensor:
+    """One optimisation step of SimCLR on a batch of B image pairs; returns the loss,
+    still on the device. (The book prints this function: its lines fit 88 columns.)"""
+    # (B, D) each: unit vectors z = normalize(g(f(x))), both views in one pass
+    z1, z2 = embed_pairs(model, x1, x2, device, bf16)
+    # NT-Xent: each of the 2B views picks its partner out of the other 2B - 1
+    loss = loss_fn(z1, z2)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
