@@ -184,6 +184,24 @@ def similarity_heatmap(matrix: torch.Tensor, batch_size: int, title: str = "S = 
     return fig
 
 
+def feature_map(maps: dict[str, torch.Tensor], labels: torch.Tensor, classes: list[str], size: float = 4.0) -> Figure:
+    """Each named 2-D map (N, 2) of the same N images (a t-SNE of each encoder's features, `analysis.tsne`) in a
+    panel of its own, side by side, every point coloured by its class, one legend of class names for all. No ticks:
+    a t-SNE map's axes and the distances between its clusters mean nothing, only who lies near whom."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(size * len(maps) + 1.6, size), squeeze=False, layout="constrained")
+    colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for ax, (name, points) in zip(axes[0], maps.items(), strict=True):
+        for index, class_name in enumerate(classes):
+            chosen = points[labels == index].float().numpy()
+            ax.scatter(chosen[:, 0], chosen[:, 1], s=4, color=colours(index % colours.N), alpha=0.7, linewidths=0,
+                       label=class_name)
+        ax.set(xticks=[], yticks=[], title=name)
+        ax.set_aspect("equal", adjustable="datalim")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside right center", markerscale=3, fontsize=8,
+               frameon=False)
+    return fig
+
+
 def _encoders(probe_log: dict[str, Any]) -> list[str]:
     return [name for name, value in probe_log.items() if isinstance(value, dict) and "test_accuracy" in value]
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from simclr_core.analysis import (
+    _conditional_affinities,
     alignment,
     entropy,
     knn_accuracy,
@@ -15,6 +16,7 @@ from simclr_core.analysis import (
     nearest_neighbours,
     rank_correlation,
     top_k_share,
+    tsne,
     uniformity,
 )
 
@@ -97,3 +99,48 @@ def test_rank_correlation_gives_ties_their_mean_rank() -> None:
     scipy_stats = pytest.importorskip("scipy.stats")
     x, y = [0.3, 0.1, 0.1, 0.9, 0.5, 0.5, 0.2], [2.0, 5.0, 1.0, 1.0, 3.0, 8.0, 8.0]
     assert rank_correlation(x, y) == pytest.approx(scipy_stats.spearmanr(x, y).statistic)
+
+
+def _blobs(per_blob: int = 60, dim: int = 50, spread: float = 1.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three Gaussian blobs far apart in 50-D (centres about 100 apart, each of radius about 7) and their labels."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = 10 * torch.randn(3, dim, generator=generator)
+    labels = torch.arange(3).repeat_interleave(per_blob)
+    return centres[labels] + spread * torch.randn(len(labels), dim, generator=generator), labels
+
+
+def test_tsne_affinities_give_every_point_the_perplexity_asked_for() -> None:
+    x, _ = _blobs(per_blob=20)
+    # a blob of 20 and its far neighbours: each row's Gaussian must be narrowed or widened to about 10 neighbours
+    p = _conditional_affinities(x.double(), perplexity=10.0)
+    torch.testing.assert_close(p.sum(1), torch.ones(60, dtype=torch.float64))
+    assert p.diagonal().eq(0).all()
+    torch.testing.assert_close(torch.special.xlogy(p, p).sum(1).neg().exp(), torch.full((60,), 10.0,
+                               dtype=torch.float64), rtol=1e-4, atol=0)
+
+
+def test_tsne_keeps_well_separated_clusters_apart() -> None:
+    x, labels = _blobs()
+    y = tsne(x.double(), perplexity=20, steps=250)
+    assert y.dtype == torch.float32 and y.shape == (180, 2) and y.isfinite().all()
+    distances = torch.cdist(y, y).fill_diagonal_(float("inf"))
+    assert (labels[distances.argmin(1)] == labels).all()  # every point's nearest neighbour is of its own blob
+    centroids = torch.stack([y[labels == c].mean(0) for c in range(3)])
+    spread = max((y[labels == c] - centroids[c]).norm(dim=1).max().item() for c in range(3))
+    assert torch.pdist(centroids).min() > 2 * spread  # the blobs do not even touch
+
+
+def test_tsne_is_deterministic_for_a_seed_and_leaves_the_global_random_state_alone() -> None:
+    x, _ = _blobs(per_blob=20)
+    state = torch.get_rng_state()
+    first = tsne(x, perplexity=10, steps=100, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(tsne(x, perplexity=10, steps=100, seed=3), first)
+    assert not torch.allclose(tsne(x, perplexity=10, steps=100, seed=4), first)
+
+
+@pytest.mark.parametrize("perplexity", [1.0, 59.0])
+def test_tsne_refuses_a_perplexity_the_points_cannot_have(perplexity: float) -> None:
+    x, _ = _blobs(per_blob=20)  # 60 points: 59 others at most, and at least one
+    with pytest.raises(ValueError, match="perplexity"):
+        tsne(x, perplexity=perplexity, steps=1)

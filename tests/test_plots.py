@@ -40,3 +40,20 @@ def test_training_overview_shows_the_online_knn_beside_the_task() -> None:
     axes = training_overview({"evals": evals}).axes
     assert [ax.get_title() for ax in axes] == ["held-out loss", "finding the partner view", "k-NN on classes (online)"]
     assert list(axes[2].lines[0].get_ydata()) == pytest.approx([0.25, 0.3, 0.35])
+
+
+def test_feature_map_draws_each_map_in_its_own_panel_coloured_by_class() -> None:
+    import torch
+
+    from simclr_core.plots import feature_map
+
+    labels = torch.tensor([0, 1, 2, 1, 0, 2, 2])
+    maps = {"SimCLR": torch.randn(7, 2), "random init": torch.randn(7, 2)}
+    fig = feature_map(maps, labels, ["cat", "dog", "ship"])
+    assert [ax.get_title() for ax in fig.axes] == ["SimCLR", "random init"]
+    for ax, points in zip(fig.axes, maps.values(), strict=True):
+        assert [len(c.get_offsets()) for c in ax.collections] == [2, 2, 3]  # one scatter per class, in class order
+        assert len({tuple(c.get_facecolor()[0]) for c in ax.collections}) == 3
+        assert list(ax.collections[2].get_offsets()[:, 0]) == pytest.approx(points[labels == 2, 0].tolist())
+        assert not ax.get_xticks().size and not ax.get_yticks().size
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["cat", "dog", "ship"]
