@@ -1,27 +1,19 @@
 # %% [markdown]
 # # 2. The loss, indexed: NT-Xent step by step
 #
-# Chapter 1 made pairs of views. This chapter answers: **how does a batch of pairs become one number to
-# minimise?** We follow `simclr_core.loss` line by line on tensors small enough to read, and check it
-# against a loop written straight from the formula.
+# Chapter 1 made pairs of views. This chapter asks: **how does a batch of pairs become one number to minimise, and
+# what does minimising it do?** We follow `simclr_core.loss` on tensors small enough to read.
 #
-# The loss is **NT-Xent**, the *normalized temperature-scaled cross entropy*, as the SimCLR paper names it
-# {cite:p}`chen2020simclr`: normalized because every embedding is scaled to unit length, so that similarities
-# are cosines; temperature-scaled because they are divided by $T$; cross entropy because each view classifies
-# which of the others is its partner. The same loss appears earlier as the multi-class N-pair loss
-# {cite:p}`sohn2016npair` and, in the form most papers cite, as **InfoNCE** {cite:p}`oord2018cpc`. Instance
-# discrimination {cite:p}`wu2018instance` used the same kind of temperature-scaled softmax, against a memory
-# bank of other images' features rather than the rest of the batch.
-#
-# For a batch of $B$ images the encoder and head give two unit vectors per image, $z^{(1)}_k$ and
-# $z^{(2)}_k$. Stack them into $N = 2B$ rows, $Z = [z^{(1)}; z^{(2)}]$. Row $i$'s positive is the other view
-# of the same image, row $(i + B) \bmod N$. With cosine similarities $s_{ij} = z_i \cdot z_j$ and a
-# temperature $T$:
+# The number is **NT-Xent**, SimCLR's *normalized temperature-scaled cross entropy* {cite:p}`chen2020simclr`, also
+# known as the multi-class N-pair loss {cite:p}`sohn2016npair` and **InfoNCE** {cite:p}`oord2018cpc`. Instance
+# discrimination {cite:p}`wu2018instance` used the same softmax against a memory bank. A batch of $B$ images gives
+# $N = 2B$ unit vectors, $Z = [z^{(1)}; z^{(2)}]$. Row $i$'s positive, the other view of its image, is row
+# $(i + B) \bmod N$. With cosines $s_{ij} = z_i \cdot z_j$ and a temperature $T$:
 #
 # $$\ell_i = -\log \frac{\exp(s_{i,p(i)}/T)}{\sum_{k \ne i} \exp(s_{ik}/T)}, \qquad
 #   L = \frac{1}{N}\sum_i \ell_i .$$
 #
-# Each row is a classification problem with $N - 1$ choices: "which of the other views is my partner?"
+# Each row asks: "which of the other $N - 1$ views is my partner?"
 
 # %% tags=["parameters"]
 from simclr_core.config import environment_default
@@ -33,6 +25,7 @@ PRECISION = environment_default("precision")  # "auto": bf16 where the CPU has i
 # %%
 import math
 
+import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
@@ -44,8 +37,8 @@ torch.set_printoptions(precision=3, sci_mode=False)
 # %% [markdown]
 # ## Three images, two views each
 #
-# $B = 3$ images with 2-dimensional embeddings, so every vector is an angle on the unit circle. View 2 of
-# each image is a slightly rotated copy of view 1: the positives are close, the images are spread out.
+# $B = 3$ images with 2-D unit embeddings: points on a circle. View 2 of each image is view 1 turned a little:
+# partners close, images far apart.
 
 # %%
 B, T = 3, 0.5
@@ -59,10 +52,8 @@ print(Z)
 # %% [markdown]
 # ## The similarity matrix and its mask
 #
-# $S = Z Z^\top$ is $N \times N$. Its diagonal is each view compared with itself (always 1): that is not a
-# choice the row may make, so it is set to $-\infty$ before the softmax. The red boxes are the positives,
-# two off-diagonal bands $B$ places from the diagonal: the top-right block pairs view 1 with view 2, the
-# bottom-left block view 2 with view 1.
+# $S = Z Z^\top$ compares every view with every other. Its diagonal, a view against itself, is no answer a row may
+# give: it becomes $-\infty$ before the softmax. Red boxes mark the positives, $B$ places off the diagonal.
 
 # %%
 S = Z @ Z.T
@@ -89,9 +80,8 @@ for i in range(N):
 # %% [markdown]
 # ## Cross-entropy on S / T is the loss
 #
-# With the diagonal masked, each row's softmax runs over the $N - 1$ other views, and `cross_entropy` with
-# the targets above is exactly $\ell_i$ averaged over rows. Here is the same loss as a plain loop over
-# anchors, written from the formula alone:
+# With the diagonal masked, `cross_entropy` on these logits and targets is the mean of $\ell_i$. A loop written
+# from the formula agrees:
 
 # %%
 def naive_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> float:
@@ -118,11 +108,11 @@ assert abs(loss.item() - reference) < 1e-5
 # %% [markdown]
 # ## p_pos and top-1: reading the softmax
 #
-# Two numbers summarise how well the rows solve their classification problem, and training logs both:
+# Training logs two summaries of the softmax:
 #
-# - **p_pos**: the softmax probability each row gives its positive, averaged. At chance it is $1/(N-1)$.
-# - **top-1**: the share of rows whose positive is the most similar view. This is *retrieval inside the
-#   batch*, not classification accuracy: no class label is involved.
+# - **p_pos**: the probability a row gives its positive, averaged. Chance is $1/(N-1)$.
+# - **top-1**: the share of rows whose positive is the most similar view: retrieval inside the batch, with no class
+#   label.
 
 # %%
 probabilities = logits.softmax(dim=1)
@@ -139,13 +129,173 @@ torch.testing.assert_close(torch.tensor(metrics["p_pos"]), on_targets.mean())
 assert metrics["top1"] == 1.0 and metrics["p_pos"] > 1 / (N - 1)
 
 # %% [markdown]
+# ## What the loss does to the points
+#
+# Minimising the loss moves the embeddings. Which way? Autograd on `nt_xent` gives each vector's gradient; the
+# normalisation before the loss removes its radial part. Minus what is left, along the circle, is the *force*. On
+# the right, row 0's own loss is split into pieces acting on view 0.
+
+# %%
+def on_circle(theta: torch.Tensor) -> torch.Tensor:
+    """Unit vectors at the angles theta, one a row."""
+    return torch.stack([theta.cos(), theta.sin()], dim=1)
+
+
+Z_free = Z.clone().requires_grad_()
+nt_xent(Z_free[:B], Z_free[B:], temperature=T).backward()
+along = torch.stack([-Z[:, 1], Z[:, 0]], dim=1)  # unit tangents, counterclockwise
+force = -(Z_free.grad * along).sum(dim=1)  # minus the gradient, along the circle
+
+# row 0's own loss, piece by piece: a pull to its partner, a push from each negative
+anchor = 0
+weights = F.one_hot(targets, N)[anchor] - probabilities[anchor]  # 1 - p_pos, or -P_0j
+pieces = weights[:, None] * Z / T  # row j: the piece due to view j, a 2-D vector
+pieces_along = pieces @ along[anchor]
+
+colours = [f"C{i % B}" for i in range(N)]  # one colour an image
+ring = on_circle(torch.linspace(0, 2 * math.pi, 200))
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.6))
+left.plot(ring[:, 0], ring[:, 1], color="0.85", zorder=0)
+arrows = 2 * force[:, None] * along  # drawn twice as long as the force
+for i in range(N):
+    left.scatter(Z[i, 0], Z[i, 1], color=colours[i], marker="o" if i < B else "s", s=20)
+    left.annotate(str(i), (1.18 * Z[i]).tolist(), ha="center", va="center")
+left.quiver(Z[:, 0], Z[:, 1], arrows[:, 0], arrows[:, 1], color="black",
+            angles="xy", scale_units="xy", scale=1, width=0.005, zorder=3)
+left.set(title="force on each view (2x; circles: view 1, squares: view 2)",
+         aspect="equal", xlim=(-1.35, 1.35), ylim=(-1.35, 1.35), xticks=[], yticks=[])
+others = [j for j in range(N) if j != anchor]
+names = [f"from {j} (partner)" if j == targets[anchor] else f"from {j}" for j in others]
+bars = right.barh(names + ["sum"], pieces_along[others].tolist() + [pieces_along.sum()],
+                  color=["tab:green" if w > 0 else "tab:red" for w in weights[others]]
+                  + ["black"])
+labels = [f"1 - p_pos = {w:.3f}" if w > 0 else f"P = {-w:.3f}" for w in weights[others]]
+right.bar_label(bars, labels=labels + [""], padding=4, fontsize=8)
+right.axvline(0, color="0.5", lw=0.8)
+right.invert_yaxis()
+right.set(title="row 0's pull and pushes on view 0", xlim=(-0.3, 0.3),
+          xlabel="force along the circle (+: counterclockwise)")
+fig.tight_layout()
+plt.show()
+print("force on each view:", " ".join(f"{f:+.3f}" for f in force))
+print(f"row 0: 1 - p_pos = {weights[targets[anchor]]:.3f}; P of the negatives",
+      " ".join(f"{-weights[j]:.3f}" for j in others if j != targets[anchor]))
+
+# %% [markdown]
+# Each view 1 is pushed counterclockwise, each view 2 clockwise: partners move toward each other. The forces add
+# up to zero, since turning the whole picture changes no cosine.
+#
+# The pieces are one row's gradient with respect to its anchor:
+#
+# $$-\frac{\partial \ell_i}{\partial z_i} = \frac{1}{T}\Big[(1 - P_{i,p(i)})\, z_{p(i)}
+#   - \sum_{j \ne i,\, p(i)} P_{ij}\, z_j\Big].$$
+#
+# The partner pulls with weight $1 - p_\text{pos}$, what the row still misses. Each negative pushes with its
+# softmax probability, so the hardest negatives push most {cite:p}`wang2021behaviour`. The arrows on the left add
+# up all six rows: a view is the anchor of one and a candidate in the others. [Chapter 4](04_temperature_hard_negatives)
+# shows how $T$ shares out the weights.
+
+# %% tags=["hide-cell"]
+# Check: row 0's pieces add up to minus the autograd gradient of its own loss; each
+# negative's piece has length P_0j / T, the partner's (1 - p_pos) / T; the most similar
+# negative pushes hardest.
+Z_row = Z.clone().requires_grad_()
+row_logits, row_targets = simclr_logits_targets(Z_row[:B], Z_row[B:], temperature=T)
+row = slice(anchor, anchor + 1)
+F.cross_entropy(row_logits[row], row_targets[row]).backward()
+torch.testing.assert_close(pieces.sum(dim=0), -Z_row.grad[anchor])
+partner = targets[anchor].item()
+negatives = [j for j in others if j != partner]
+lengths = pieces.norm(dim=1)
+torch.testing.assert_close(lengths[negatives], probabilities[anchor, negatives] / T)
+torch.testing.assert_close(lengths[partner], (1 - probabilities[anchor, partner]) / T)
+hardest = max(negatives, key=lambda j: S[anchor, j].item())
+assert max(negatives, key=lambda j: lengths[j].item()) == hardest
+
+# %% tags=["hide-cell"]
+# Check: normalisation removes the radial part of the gradient (here of vectors of
+# length 2 before it).
+raw = (2 * Z).requires_grad_()
+unit = F.normalize(raw, dim=1)
+nt_xent(unit[:B], unit[B:], temperature=T).backward()
+assert (raw.grad * Z).sum(dim=1).abs().max() < 1e-6
+# the total force is every row's pieces added: row i pulls view i's partner and pushes
+# its negatives with the same weights as it moves view i; then the mean over rows.
+row_weights = F.one_hot(targets, N) - probabilities  # row i: its weights on each view
+torch.testing.assert_close((row_weights + row_weights.T) @ Z / (N * T), -Z_free.grad)
+# every view 1 moves counterclockwise, every view 2 clockwise: toward its partner
+assert (force[:B] > 0).all() and (force[B:] < 0).all()
+assert abs(force.sum().item()) < 1e-6  # turning everything changes nothing
+
+# %% [markdown]
+# ## Following the forces
+#
+# Let the forces act: gradient descent on the six angles moves each view a small step along its force, again and
+# again.
+
+# %%
+steps, step_size = 40, 0.5
+path, losses, grads = [torch.atan2(Z[:, 1], Z[:, 0])], [], []  # the views as angles
+for step in range(steps + 1):
+    angle = path[-1].clone().requires_grad_()
+    views = on_circle(angle)
+    step_loss = nt_xent(views[:B], views[B:], temperature=T)
+    step_loss.backward()  # d loss / d angle: minus the force along the circle
+    losses.append(step_loss.item())
+    grads.append(angle.grad)
+    if step < steps:
+        path.append((angle - step_size * angle.grad).detach())
+path = torch.stack(path)  # (steps + 1, N)
+end = on_circle(path[-1])
+
+fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+axes[0].plot(ring[:, 0], ring[:, 1], color="0.85", zorder=0)
+for i, colour in enumerate(colours):
+    marker = "o" if i < B else "s"
+    axes[0].plot(path[:, i].cos(), path[:, i].sin(), color=colour, lw=3)
+    axes[0].scatter(Z[i, 0], Z[i, 1], c="white", edgecolors=colour, marker=marker)
+    axes[0].scatter(end[i, 0], end[i, 1], color=colour, marker=marker, zorder=3)
+    axes[1].plot(path[:, i], color=colour, ls="-" if i < B else "--")
+axes[0].set(title="the six views (hollow: start)", aspect="equal",
+            xlim=(-1.3, 1.3), ylim=(-1.3, 1.3), xticks=[], yticks=[])
+axes[1].set(title="angles (dashed: view 2)", xlabel="step", ylabel="angle (radians)")
+axes[2].plot(losses)
+axes[2].set(title="loss", xlabel="step")
+fig.tight_layout()
+plt.show()
+turn = path[:, B:] - path[:, :B]  # view 2 against view 1 of each image
+gaps = torch.atan2(turn.sin(), turn.cos()).abs().max(dim=1).values  # widest, wrapped
+ends = (path[-1, :B] % (2 * math.pi)).sort().values  # view 1 of each image, at the end
+spacing = torch.cat([ends.diff(), ends[:1] + 2 * math.pi - ends[-1:]])
+print(f"loss {losses[0]:.3f} -> {losses[-1]:.3f}; widest partner gap "
+      f"{gaps[0]:.3f} -> {gaps[-1]:.3f} rad")
+print("spacing of the images at the end:", " ".join(f"{arc:.2f}" for arc in spacing),
+      f"rad (2 pi / B = {2 * math.pi / B:.2f})")
+
+# %% [markdown]
+# The partners meet and the three images spread a third of the circle apart. Positives together, the rest spread
+# evenly: this is *alignment* and *uniformity* {cite:p}`wang2020alignment`, on six points. The loss falls from
+# 0.220 to 0.182 and stops there: no force is left.
+
+# %% tags=["hide-cell"]
+# Check: each step moves each angle along its force; the loss never rises and ends
+# lower; the partners meet, the images end a third of the circle apart, and no force
+# is left.
+torch.testing.assert_close(grads[0], -force)
+assert all(b <= a + 1e-7 for a, b in zip(losses, losses[1:], strict=False))
+assert abs(losses[0] - 0.220) < 5e-4 and abs(losses[-1] - 0.182) < 5e-4
+assert gaps[-1] < 1e-3 < gaps[0]
+assert (spacing - 2 * math.pi / 3).abs().max() < 1e-3
+assert grads[-1].abs().max() < 1e-3
+# the end is that arrangement: cosine 1 to the partner, -1/2 to the 4 negatives
+assert abs(losses[-1] - math.log(1 + 4 * math.exp((-0.5 - 1) / T))) < 1e-4
+
+# %% [markdown]
 # ## What a bad embedding costs
 #
-# One reference point matters for every training curve: if the encoder collapses (all views the same vector),
-# every row's softmax is uniform over $N - 1$ views and the loss is $\log(N - 1)$, whatever $T$. Correct pairs
-# that stand out from the rest score below it. Wrong pairs can score above it: in this toy, pairing each view 1
-# with the view 2 of the *next* image, which lies far from it, raises the loss above $\log(N - 1)$. That is a
-# property of this toy, not a law: a wrong partner that happened to lie close would cost less.
+# If the encoder collapses, every view is one vector, every row's softmax is uniform, and the loss is
+# $\log(N - 1)$ whatever $T$. Correct pairs that stand out score below it. Wrong pairs can score above: in this toy,
+# pairing each view 1 with the *next* image's view 2, far away, costs more than collapse.
 
 # %%
 collapsed = F.normalize(torch.ones(B, 2), dim=1)
@@ -163,10 +313,8 @@ assert loss.item() < math.log(N - 1) < wrong.item()
 # %% [markdown]
 # ## Where training starts
 #
-# For a training batch of 128 images, $N - 1 = 255$ and $\log 255 \approx 5.54$. Where does an untrained
-# network stand? We take the `quick` preset's network (chapter 3) at its random initialisation, in training
-# mode as at the first step, and feed it two augmented views of 128 real training images, made as training
-# makes them: how similar are its embeddings of *different* images, and what loss does it score?
+# Where does an untrained network stand on a real batch? We take the `quick` preset's network (chapter 3) at its
+# initialisation, in training mode, and feed it two augmented views of one training batch.
 
 # %%
 from simclr_core.augment import AugmentationParams
@@ -202,28 +350,26 @@ assert mean_cosine > 0.6
 assert abs(start_loss - start_log) < 0.3
 
 # %% [markdown]
-# The untrained network maps every view into a narrow cone: it is nearly collapsed, so it cannot yet tell a
-# view's partner from the other candidates, and its loss sits near $\log(N - 1)$. That is where chapter 3's
-# curves begin.
+# The untrained network maps every view into a narrow cone. Nearly collapsed, it cannot yet tell a partner from the
+# rest, and its loss sits near $\log(N - 1)$: where chapter 3's curves begin.
 #
 # **What to take away**
-# - Positives sit $B$ places off the diagonal: `targets = (arange(N) + B) % N`.
-# - Masking the diagonal removes the trivial answer "I am most similar to myself".
+# - Positives sit $B$ places off the diagonal: `targets = (arange(N) + B) % N`. The masked diagonal removes the
+#   trivial answer "I am most like myself".
 # - NT-Xent is an $(N-1)$-way cross-entropy per view; p_pos and top-1 read off how it is going.
+# - Its gradient is a set of forces on the sphere: partners pull with weight $1 - p_\text{pos}$, negatives push
+#   with their softmax probability. Followed, they join partners and spread images apart.
 # - Next: [chapter 3](03_training) trains an encoder with it.
 #
 # **Exercises** (each reruns in a second: change the toy cell and run the chapter again)
-# 1. *Views that disagree.* Change the rotation between the two views from 0.3 to 0.9, then 1.1, then 2.0 radians
-#    (2.0 is the spacing between images, so view 2 of one image lands on view 1 of the next). Predict p_pos and
-#    top-1 first. Expect at 0.9: loss 0.63, p_pos 0.54, top-1 still 6/6; at 1.1: loss 0.94, p_pos 0.39, top-1
-#    2/6, because each second view is now nearer the next image's first view than its own (at exactly 1.0 the two
-#    are equally near, a tie that float rounding decides, so avoid it); at 2.0: loss 3.00, above the collapsed
-#    $\log 5 = 1.61$, and top-1 0. Which check cells fail, and do they fail for a good reason?
-# 2. *Temperature on the toy.* Set `T` to 0.1 and to 5. The collapsed loss stays $\log(N-1)$ at every $T$ (why?);
-#    the loss of the correct pairs goes to almost 0 at $T = 0.1$ and to 1.39 at $T = 5$, where p_pos is only
-#    0.25 although top-1 is still 1. Chapter 4 explains where the gradient goes as $T$ changes.
-# 3. *A bigger batch.* Set `B = 8` with `angles = torch.arange(B) * 2 * math.pi / B` (evenly spaced images).
-#    Predict the collapsed loss, $\log 15 = 2.71$, and which check cells need their hard-coded targets updated.
-# 4. *Decoupled contrastive learning.* DCL {cite:p}`yeh2022dcl` drops the positive from the denominator. Change
-#    `if k != i` to `if k != i and k != positive` in `naive_nt_xent`. Why must the loss now be lower than
-#    NT-Xent on the same embeddings (here $-1.41$ against $0.22$), and what is its collapsed value?
+# 1. *Views that disagree.* Turn view 2 by 1.1 radians instead of 0.3. Predict p_pos and top-1 first. Expect
+#    loss 0.94, p_pos 0.39 and top-1 2/6: each view 2 is now nearer the next image's view 1. Which check cells
+#    fail, and for a good reason?
+# 2. *Temperature.* Set `T` to 0.1, then 5. Why does the collapsed loss stay $\log(N-1)$? Expect the correct
+#    pairs' loss near 0 at $T = 0.1$, and 1.39 at $T = 5$ with p_pos 0.25 though top-1 is still 1. What do the
+#    weights $1 - p_\text{pos}$ then say of the forces?
+# 3. *A bigger batch.* Set `B = 8` and `angles = torch.arange(B) * 2 * math.pi / B`. Predict the collapsed loss,
+#    $\log 15 = 2.71$, and which check cells need their hard-coded values updated.
+# 4. *Decoupled contrastive learning.* DCL {cite:p}`yeh2022dcl` drops the positive from the denominator: change
+#    `if k != i` to `if k != i and k != positive` in `naive_nt_xent`. Why must the loss now be lower than NT-Xent
+#    (here $-1.41$ against $0.22$), and what is its collapsed value?
