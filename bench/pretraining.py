@@ -22,7 +22,9 @@ Groups (`--group`), all at the base configuration's 1,000 steps unless named oth
   embeddings not normalised, pre-training on the test images too (against the same number of training
   images), and negatives not gathered across two processes (against the gathered loss, both under torchrun
   with Gloo); and two in the probe of `seed 0`: features extracted with BatchNorm in training mode, and a
-  "linear probe" whose backbone trains (against the same minibatch probe with it frozen).
+  "linear probe" whose backbone trains (against the same minibatch probe with it frozen);
+- `hard negatives`: the runs at T = 0.05 (`seed 0`), 0.2 and 1.0 again, and how often each test image's five
+  hardest negatives (its most similar other images, in z and in h) share its class (chapter 4).
 
 Rows are appended to bench/results/pretraining.json as each one finishes (`results.RowFile`); a row already there
 (same group and name, same machine kind) is skipped, so the script can be stopped and run again. A row that needs
@@ -48,8 +50,15 @@ import torch
 import torch.nn.functional as F
 
 from simclr_core import distributed, pitfalls
-from simclr_core.analysis import alignment, covariance_spectrum, effective_rank, uniformity, weighted_knn_accuracy
-from simclr_core.augment import SSLAugmentation
+from simclr_core.analysis import (
+    alignment,
+    covariance_spectrum,
+    effective_rank,
+    nearest_neighbours,
+    uniformity,
+    weighted_knn_accuracy,
+)
+from simclr_core.augment import SSLAugmentation, normalize
 from simclr_core.config import REUSE_MAY_CHANGE, Config, environment_default, make_config
 from simclr_core.data import ImageSet, load_split
 from simclr_core.engine import train_ssl
@@ -191,6 +200,34 @@ def run_row(name: str, spec: dict[str, Any], data: str) -> dict[str, Any]:
             "probe_train_images": len(train), "test_images": len(test)}
 
 
+HARD_NEGATIVES = {"T 0.05": "seed 0", "T 0.2": "T 0.2 seed 0", "T 1": "T 1 seed 0"}  # row -> the run it measures
+HARD_K, HARD_IMAGES = 5, 2000  # each anchor's hardest negatives, among this many test images (chapter 4's protocol)
+
+
+def hard_negative_row(name: str, data: str) -> dict[str, Any]:
+    """After training at one temperature: how often an image's hardest negatives (its `HARD_K` most similar other
+    test images, in z and in h) share its class, and how similar the hardest one is."""
+    run = HARD_NEGATIVES[name]
+    spec = next(rows[run] for rows in GROUPS.values() if run in rows)
+    out = RUNS / run.replace(" ", "-").replace(",", "")
+    cfg = row_config(split_spec(spec)[0], data)
+    log = stored_run_log(str(out))
+    if log is None or not log["finished"] or changed_fields(Config, log["config"], cfg.to_dict(), REUSE_MAY_CHANGE):
+        train_row(run, spec, data, out)
+    model = load_model(RunPaths(out).checkpoint)[0].eval()
+    test = load_split(data, "test", cfg.data_root, subset=HARD_IMAGES, seed=0)
+    with torch.no_grad():
+        h = model.encoder(normalize()(test.images))
+        layers = {"z": F.normalize(model.head(h), dim=1), "h": F.normalize(h, dim=1)}
+    row: dict[str, Any] = {"of": run, "temperature": cfg.temperature, "anchors": len(test), "k": HARD_K}
+    for layer, x in layers.items():
+        hardest = nearest_neighbours(x, x, HARD_K, exclude_self=True)
+        same_class = test.labels[hardest] == test.labels[:, None]
+        row[f"same_class_share_{layer}"] = round(same_class.float().mean().item(), 4)
+        row[f"hardest_similarity_{layer}"] = round((x * x[hardest[:, 0]]).sum(1).mean().item(), 4)
+    return row
+
+
 def probe_pitfall_rows(data: str) -> dict[str, dict[str, Any]]:
     """The probe's mistakes, on the `seed 0` run: BatchNorm in training mode, a backbone that trains."""
     out = RUNS / "seed-0"
@@ -218,7 +255,8 @@ def probe_pitfall_rows(data: str) -> dict[str, dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=environment_default("data"))
-    parser.add_argument("--group", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    parser.add_argument("--group", nargs="+", default=[*GROUPS, "hard negatives"],
+                        choices=[*GROUPS, "hard negatives"])
     parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON file rows are added to")
     parser.add_argument("--train-row", metavar="NAME",
                         help="train that row's run only (what each process of a two-process row runs under torchrun)")
@@ -230,12 +268,17 @@ def main() -> None:
         return
     results = RowFile(args.results)
     for group in args.group:
+        if group == "hard negatives":
+            for name in HARD_NEGATIVES:
+                results.record(group, name, lambda name=name: hard_negative_row(name, args.data), args.data)
+            continue
         for name, spec in GROUPS[group].items():
             results.record(group, name, lambda name=name, spec=spec: run_row(name, spec, args.data), args.data)
         if group == "pitfalls":
             probe_rows = functools.cache(lambda: probe_pitfall_rows(args.data))  # all three, measured once
             for name in PROBE_PITFALLS:
                 results.record(group, name, lambda name=name, rows=probe_rows: rows()[name], args.data)
+
 
 if __name__ == "__main__":
     main()
