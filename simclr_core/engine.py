@@ -374,8 +374,9 @@ def _train_epoch(run: Run, loop: Loop) -> tuple[int, float]:
         _resize_views(run, loop.step)  # the loader makes the next batch's views when the loop asks for it
         if loop.step == loop.stop_at_step < run.budget.total_steps:
             loop.stop.append(f"--stop-at-step {loop.step}")
+        # read-backs are collective under torchrun: only at steps every process agrees on
         if (loop.pending.due() or loop.step >= run.budget.total_steps or step_in_epoch == run.steps_per_epoch
-                or loop.stop):
+                or loop.step == loop.stop_at_step):
             epoch_loss += _read_back(run, loop)
             if distributed.any_process(bool(loop.stop), run.world, run.device):
                 _stop(run, loop, Position(loop.epoch - 1, step_in_epoch, epoch_loss), epoch_rng)
