@@ -134,14 +134,15 @@ class Spread:
         return (f"{self.low:.4f}-{self.high:.4f} over {len(self.values)} seeds (standard deviation "
                 f"{self.std:.4f}, {low:.4f}-{high:.4f} at 95%)")
 
-    def tie_threshold(self, runs: int = 1) -> float:
-        """Twice the standard deviation of the difference of two means of `runs` runs each: 2 sqrt(2 / runs)
-        sigma (2 sqrt(2) sigma for two single runs)."""
-        return 2 * math.sqrt(2 / runs) * self.std
+    def tie_threshold(self, runs: int = 1, other_runs: int | None = None) -> float:
+        """Twice the standard deviation of the difference of a mean of `runs` runs and a mean of `other_runs`
+        (default: as many): 2 sqrt(1 / runs + 1 / other_runs) sigma, 2 sqrt(2) sigma for two single runs."""
+        return 2 * math.sqrt(1 / runs + 1 / (other_runs or runs)) * self.std
 
-    def is_tie(self, difference: float, runs: int = 1) -> bool:
-        """A difference between two single runs (or two means of `runs` runs) within `tie_threshold`."""
-        return abs(difference) < self.tie_threshold(runs)
+    def is_tie(self, difference: float, runs: int = 1, other_runs: int | None = None) -> bool:
+        """A difference between two single runs (or two means of `runs` and `other_runs` runs) within
+        `tie_threshold`."""
+        return abs(difference) < self.tie_threshold(runs, other_runs)
 
     def std_interval(self, confidence: float = 0.95) -> tuple[float, float]:
         """Where the true standard deviation lies at `confidence`, from the chi-square distribution of the sample

@@ -18,6 +18,8 @@ def test_a_difference_within_twice_its_own_standard_deviation_is_a_tie() -> None
     assert spread.is_tie(0.028) and spread.is_tie(-0.028) and not spread.is_tie(0.029)
     # of two means of three runs each, sqrt(2 / 3) * 0.01: a tie under 0.0163
     assert spread.is_tie(0.016, runs=3) and not spread.is_tie(0.017, runs=3)
+    # of a mean of two runs and a mean of five, sqrt(1/2 + 1/5) * 0.01: a tie under 0.0167
+    assert spread.is_tie(0.0166, 2, 5) and not spread.is_tie(0.0168, 2, 5)
 
 
 def test_the_uncertainty_of_a_sigma_from_five_seeds() -> None:
