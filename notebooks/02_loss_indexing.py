@@ -42,7 +42,7 @@ torch.set_printoptions(precision=3, sci_mode=False)
 
 # %%
 B, T = 3, 0.5
-angles = torch.tensor([0.0, 2.0, 4.0])  # radians: image k sits at angle k
+angles = torch.tensor([0.0, 2.0, 4.0])  # radians: image k sits at angle 2k
 z1 = torch.stack([angles.cos(), angles.sin()], dim=1)
 z2 = torch.stack([(angles + 0.3).cos(), (angles + 0.3).sin()], dim=1)
 Z = torch.cat([z1, z2])
@@ -295,7 +295,7 @@ assert abs(losses[-1] - math.log(1 + 4 * math.exp((-0.5 - 1) / T))) < 1e-4
 #
 # If the encoder collapses, every view is one vector, every row's softmax is uniform, and the loss is
 # $\log(N - 1)$ whatever $T$. Correct pairs that stand out score below it. Wrong pairs can score above: in this toy,
-# pairing each view 1 with the *next* image's view 2, far away, costs more than collapse.
+# pairing each view 1 with the *previous* image's view 2, far away, costs more than collapse.
 
 # %%
 collapsed = F.normalize(torch.ones(B, 2), dim=1)
@@ -316,7 +316,7 @@ assert loss.item() < math.log(N - 1) < wrong.item()
 # Where does an untrained network stand on a real batch? We take the `quick` preset's network (chapter 3) at its
 # initialisation, in training mode, and feed it two augmented views of one training batch.
 
-# %%
+# %% tags=["nbval-ignore-output"]
 from simclr_core.augment import AugmentationParams
 from simclr_core.batch_augment import BatchAugmentation
 from simclr_core.config import make_config
@@ -350,8 +350,8 @@ assert mean_cosine > 0.6
 assert abs(start_loss - start_log) < 0.3
 
 # %% [markdown]
-# The untrained network maps every view into a narrow cone. Nearly collapsed, it cannot yet tell a partner from the
-# rest, and its loss sits near $\log(N - 1)$: where chapter 3's curves begin.
+# The untrained network maps every view into a narrow cone. Nearly collapsed, it barely prefers a view's partner to
+# the rest, and its loss sits near $\log(N - 1)$: where chapter 3's curves begin.
 #
 # **What to take away**
 # - Positives sit $B$ places off the diagonal: `targets = (arange(N) + B) % N`. The masked diagonal removes the

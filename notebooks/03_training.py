@@ -8,9 +8,9 @@
 # separate classes?
 #
 # The run is the `quick` preset: a ResNet-18 of half the usual width {cite:p}`he2016resnet`, on 10,000 of
-# CIFAR-10's training images resized to 16x16 views (a third of a 32x32 step's cost), with T = 0.05, for 300
+# CIFAR-10's training images resized to 16x16 views (less than half a 32x32 step's cost), with T = 0.05, for 300
 # seconds of a 2-core CPU. The probe and the later chapters use the full 32x32 images. On a GPU, set
-# `PRESET = "reference"` for the seed's 100-epoch run (see the page on the full run).
+# `PRESET = "reference"` for the reference implementation's 100-epoch run (see the page on the full run).
 
 # %% tags=["parameters"]
 from simclr_core.config import book_scale, environment_default
@@ -54,7 +54,7 @@ Markdown(f"```python\n{inspect.getsource(train_step)}```")
 #
 # - `embed_pairs` sends the B first views and the B second views through the encoder $f$ and the head $g$ as one
 #   batch of 2B images, and splits the unit vectors $z$ back into `z1` and `z2`. One pass keeps the processor busy,
-#   and both views are normalised with the same BatchNorm statistics, so only their content tells them apart.
+#   and both views are normalised with the same BatchNorm statistics.
 # - `loss_fn(z1, z2)` is NT-Xent, chapter 2's three steps: the masked similarity matrix **divided by the
 #   temperature** (the only place $T$ enters), and a cross-entropy whose targets are the *positions of the
 #   partners in the batch*, never classes.
@@ -215,10 +215,10 @@ for name in ("loss", "p_pos", "top1", "knn"):
 print(f"chance for p_pos and top-1: 1/{2 * cfg.batch_size - 1} = {chance:.4f}")
 
 # %% tags=["hide-cell"]
-# Checks on what the text claims: the loss starts near log(N - 1) and falls; the untrained
-# network's top-1 is already more than 5 times chance; top-1 ends far above it (over 50
-# times chance), climbing by more than 0.2, and p_pos ten-fold; the online k-NN gains more
-# than 4 points in the first epoch.
+# Checks on what the text claims: the loss starts near log(N - 1) and falls; the
+# untrained network's top-1 is already more than 5 times chance; top-1 ends far above
+# it (over 50 times chance), climbing by more than 0.2, and p_pos ten-fold; the online
+# k-NN gains more than 4 points in the first epoch.
 assert abs(log["step_loss"][0] - math.log(2 * cfg.batch_size - 1)) < 0.5
 assert abs(untrained["loss"] - math.log(2 * cfg.batch_size - 1)) < 0.5
 assert log["epochs"][-1]["loss"] < log["epochs"][0]["loss"] - 0.5
@@ -231,11 +231,11 @@ assert first["knn"] > untrained["knn"] + 0.04
 # Chance for top-1 is $1/255$, yet the untrained network already finds the partner for several percent of the
 # views: a random network is not blind (chapter 5 measures how much its features hold). Training lifts top-1 far
 # above that. The k-NN, already above chance at epoch 0 (a random network's features put some images of a class
-# together, chapter 5's baseline), gains most in the first epoch.
+# together), gains several points in the first epoch.
 #
-# Does solving the task better also mean better features? One short run cannot say: after its first epoch the
-# k-NN of 500 queries moves by about its own noise. Runs of different lengths can. `bench/pretraining.py` trained
-# this preset for 275 to 4,400 steps and measured each with chapter 5's linear probe:
+# Does solving the task better also mean better features? One short run's k-NN, on 500 queries, is too noisy to
+# say. Runs of different lengths can: `bench/pretraining.py` trained this preset for 275 to 4,400 steps and
+# measured each with chapter 5's linear probe:
 
 # %%
 from simclr_core.results import provenance, rows
@@ -252,15 +252,23 @@ plt.show()
 print(provenance(scaling[0]))
 
 # %% tags=["hide-cell"]
-# Check: across the stored runs, held-out top-1 and the probe rise together with every
-# doubling of the steps (top-1 0.469 -> 0.837, probe 0.497 -> 0.570).
-assert all(a["ssl_top1"] < b["ssl_top1"] and a["probe_h"] < b["probe_h"]
-           for a, b in zip(scaling, scaling[1:], strict=False))
+# Checks: across the stored runs, held-out top-1 and the probe rise together (their rank
+# correlation over the five runs is above 0.8), from 0.469 to 0.837 and from 0.497 to
+# 0.570, the probe's rise far beyond the tie threshold. (Single doublings can be ties:
+# no check claims each one.)
+from simclr_core.analysis import rank_correlation
+from simclr_core.results import seed_spread
+
+assert rank_correlation([r["ssl_top1"] for r in scaling],
+                        [r["probe_h"] for r in scaling]) > 0.8
 assert [round(scaling[i][k], 3) for i in (0, -1) for k in ("ssl_top1", "probe_h")] == \
     [0.469, 0.497, 0.837, 0.570]
+rise = scaling[-1]["probe_h"] - scaling[0]["probe_h"]
+assert rise > 3 * seed_spread().tie_threshold()
 
 # %% [markdown]
-# Across runs the task and the features improve together: top-1 from 0.47 to 0.84, the probe from 0.50 to 0.57.
+# Across runs the task and the features improve together: top-1 from 0.47 to 0.84, the probe from 0.50 to 0.57,
+# though single doublings of the steps can be ties.
 # The features gain much less than the task, though, and the two can part ways: chapter 1 shows a recipe whose
 # task is solved almost perfectly and whose features are the worst of its ablation. So judge a run by a label-using
 # measure of its features (the k-NN here, chapter 5's probe), and use the loss to see that training is healthy.
@@ -271,7 +279,7 @@ assert [round(scaling[i][k], 3) for i in (0, -1) for k in ("ssl_top1", "probe_h"
 # - The loss falls from the collapsed value $\log(N-1)$ as the network learns to pick each view's partner.
 # - top-1 is retrieval within a batch, not accuracy on classes. Over longer runs it rises with the probe, but the
 #   features are measured by the k-NN and the probe, not by the task.
-# - The checkpoint in `RUN_DIR` is what chapters 4-8 analyse.
+# - The checkpoint in `RUN_DIR` is what chapters 4-6 analyse.
 #
 # **Exercises.** Exercises 2-5 train a new run (minutes on a CPU), so give each its own folder: set
 # `RUN_DIR = "../runs/NAME"` and pass the change to `make_config`, e.g. `make_config(PRESET, data=DATA,

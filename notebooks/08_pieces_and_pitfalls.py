@@ -7,7 +7,8 @@
 # whether a measure that needs no labels would have picked the good runs.
 #
 # Every run is the `quick` preset at 1,000 steps with one thing changed, stored by `bench/pretraining.py` (about
-# six minutes a run on a 2-core CPU), so this chapter trains nothing and runs in seconds. Each encoder was measured
+# six minutes a run on a 2-core CPU), so this chapter trains nothing (its one computation, the random network's
+# probe, takes seconds once chapter 5 has cached its features). Each encoder was measured
 # with labels (chapter 5's probe on $h = f(x)$ and on $z = g(h)$) and without: the **effective rank** of the
 # embeddings (RankMe, {cite:t}`garrido2023rankme`: the exponential of the entropy of their normalised singular
 # values, from 1, every embedding on one line, to the dimension, every direction used equally), their
@@ -17,7 +18,7 @@
 # %% tags=["parameters"]
 from simclr_core.config import environment_default
 
-DATA = environment_default("data")  # for section 3's random-init baseline
+DATA = environment_default("data")  # for section 1's random-init baseline
 PRECISION = environment_default("precision")  # "auto": bf16 where the CPU has it
 DEVICE = "auto"
 
@@ -114,11 +115,11 @@ CHECKLIST = [  # symptom, mistake, the row that measures it
      "the positive's index off by one", "positive off by one"),
     ("the first loss is in the hundreds, not near log(2B - 1)",
      "embeddings not normalised", "embeddings not normalised"),
-    ("the loss never falls below about 2.2", "the self-similarity left in the logits",
-     "self-similarity unmasked"),
+    ("a loss that stays high (above 2.2 in this run)",
+     "the self-similarity left in the logits", "self-similarity unmasked"),
     ("steps about twice as fast as expected, features poor on 32x32 images",
      "the ImageNet stem (7x7 stride 2 + max-pool)", "imagenet stem"),
-    ("a lower training loss under torchrun than in one process",
+    ("under torchrun, a loss that ends lower than a correct run's",
      "negatives not gathered across processes", "negatives not gathered, 2 processes"),
     ("a probe that changes with the batch its images come in",
      "BatchNorm in training mode at extraction (no eval())",
@@ -252,11 +253,11 @@ for layer, what in (("z", "z, what the loss saw"),
 # some directions useless to the loss, and a head lets the collapse happen in $z$, leaving $h$ directions the loss
 # does not need but a downstream task may.
 #
-# **At this scale the head hardly changes the probe.** Means of three seeds vary less than single runs, so their
-# tie threshold is smaller, about 1.0 point. No head scores 0.524 on $h$ against the MLP head's 0.530: a tie. The
-# linear head's 0.540 beats no head (a result) and ties with the MLP head, though each of its seeds scored above
-# each of the MLP head's five. The SimCLR paper found the head worth over 10 points after 100 epochs of a ResNet-50
-# on ImageNet ({cite:t}`chen2020simclr`, Figure 8); at 1,000 steps of a narrow ResNet-18 it is not measurable.
+# **At this scale the head hardly changes the probe.** Means of three seeds vary less than single runs, so their tie
+# threshold is smaller, about 1.0 point. No head scores 0.524 on $h$ against the MLP head's 0.530: a tie. The linear
+# head's 0.540 beats no head (a result) and ties with the MLP head. The SimCLR paper found the head worth over 10
+# points after 100 epochs of a ResNet-50 on ImageNet ({cite:t}`chen2020simclr`, Figure 8); at 1,000 steps of a narrow
+# ResNet-18 it is not measurable.
 #
 # **$h$ beats $z$ only when there is a head to discard.** With the MLP head, $z$ probes 4.3-5.0 points below $h$
 # on all five seeds of the base configuration, far beyond the tie threshold; with no head, $z$ is $h$ normalised and
@@ -276,7 +277,6 @@ assert spread.is_tie(probe_mean["no head"] - probe_mean["MLP (SimCLR's)"], runs=
 assert not spread.is_tie(probe_mean["linear"] - probe_mean["no head"], runs=3)
 assert spread.is_tie(probe_mean["linear"] - probe_mean["MLP (SimCLR's)"], runs=3)
 assert round(spread.tie_threshold(runs=3), 3) == 0.010
-assert min(values(linear, "probe_h")) > spread.high and len(linear) == 3
 assert max(values(no_head, "effective_rank_h")) < min(values(mlp, "effective_rank_h"))
 for name in mlp:
     assert runs[name]["effective_rank_z"] < runs[name]["effective_rank_h"] / 2
@@ -318,11 +318,11 @@ line_chart({layer: [(t, statistics.mean(values(names, f"probe_{layer}")))
 plt.show()
 
 # %% [markdown]
-# From 0.1 up, every step up in temperature costs: 0.05 and 0.1 tie (1.0 point apart, within the threshold for a
-# mean of two seeds against a mean of five), then the probe falls by 2.2 points at 0.2, 5.7 at 0.5 and 8.8 at 1.0,
-# each beyond the spread. The effective rank of $h$ falls with it, from 76 to 25, and so does held-out top-1, from
-# 0.68 to 0.20. At $T = 1$ the logits lie between $-1$ and $1$, the softmax barely tells the hardest negatives from
-# the rest, and nothing pushes the embeddings apart: a likely reason, not tested here.
+# Against 0.05, 0.1 is a tie (1.0 point lower, within the threshold for a mean of two seeds against a mean of five),
+# and the higher temperatures cost beyond the spread: 2.2 points at 0.2, 5.7 at 0.5 and 8.8 at 1.0. (0.1 and 0.2 also
+# tie with each other; from 0.2 up each step costs.) The effective rank of $h$ falls with it, from 76 to 25, and so
+# does held-out top-1, from 0.68 to 0.20. At $T = 1$ the logits lie between $-1$ and $1$, the softmax barely tells the
+# hardest negatives from the rest, and nothing pushes the embeddings apart: a likely reason, not tested here.
 #
 # Alignment and uniformity do not order the temperatures: between the five seeds at 0.05 they vary as much as
 # across all five temperatures (chapter 6 calls them diagnostics, not scores). Chapter 4's *uniformity-tolerance
@@ -331,19 +331,23 @@ plt.show()
 # points.
 
 # %% tags=["hide-cell"]
-# Checks: the probe and the effective rank of h fall at every step up in temperature;
-# 0.1 ties with 0.05 and every higher temperature loses more than the threshold for its
-# seed counts; alignment and uniformity are not monotonic in T, and the five seeds at 0.05
-# span most of their range; top-1 falls from above 0.65 to about 0.2.
+# Checks: 0.1 ties with 0.05 and every higher temperature loses more than the threshold
+# for its seed counts; 0.1 and 0.2 tie, and from 0.2 up each step costs; the effective
+# rank of h and top-1 fall from 0.1 up; alignment and uniformity are not monotonic in T,
+# and the five seeds at 0.05 span most of their range; top-1 falls from above 0.65 to
+# about 0.2.
 by_t = {t: {key: statistics.mean(values(names, key)) for key in
             ("probe_h", "effective_rank_h", "alignment", "uniformity", "ssl_top1")}
         for t, names in temperatures.items()}
 order = list(by_t)
 assert len(order) == 5 and order[0] == 0.05 and order[-1] == 1.0
-for key in ("probe_h", "effective_rank_h", "ssl_top1"):
-    assert all(by_t[a][key] > by_t[b][key] for a, b in pairwise(order[1:]))
-    assert by_t[0.05][key] > by_t[0.2][key]
 seeds_at = {t: len(names) for t, names in temperatures.items()}
+for key in ("effective_rank_h", "ssl_top1"):  # no seed spread for these: orders only
+    assert all(by_t[a][key] > by_t[b][key] for a, b in pairwise(order[1:]))
+for a, b in pairwise(order[2:]):  # from 0.2 up each step costs beyond the spread
+    assert not spread.is_tie(by_t[a]["probe_h"] - by_t[b]["probe_h"], seeds_at[a],
+                             seeds_at[b])
+assert spread.is_tie(by_t[0.1]["probe_h"] - by_t[0.2]["probe_h"], 2, 2)
 assert spread.is_tie(by_t[0.1]["probe_h"] - by_t[0.05]["probe_h"], seeds_at[0.1], 5)
 for t, loss in zip(order[2:], (0.022, 0.057, 0.088), strict=True):  # the prose's points
     assert not spread.is_tie(by_t[t]["probe_h"] - by_t[0.05]["probe_h"], seeds_at[t], 5)
@@ -440,9 +444,9 @@ assert len(others) == 25 and correlation(others, "effective_rank_h") > 0.65
 # - Debug from the symptom: a loss stuck at $\log(2B-1)$ is the positive's index, a first loss in the hundreds is
 #   unnormalised embeddings, a floor near 2.2 is the self-similarity left in; an effective rank of $z$ near 1 is a
 #   collapse; a "linear" probe far above the frozen one has a backbone that trains (section 1).
-# - The head takes the dimensional collapse: with the MLP head $z$ uses 34 effective directions and $h$ 76; at
-#   1,000 steps the head changes the probe on $h$ by no more than a point, while $h$ beats $z$ by 4-5 (section 2).
-# - The temperature: 0.05 and 0.1 tie, and every step up from 0.1 costs, 8.8 points at 1.0 (section 3).
+# - The head takes the dimensional collapse: with the MLP head $z$ uses 34 effective directions and $h$ 76. At
+#   1,000 steps the heads move the probe on $h$ by at most 1.6 points, while $h$ beats $z$ by 4-5 (section 2).
+# - The temperature: 0.05 and 0.1 tie; 0.2 costs 2.2 points and 1.0 costs 8.8 (section 3).
 # - Without labels, the effective rank of $h$ orders runs that differ in one knob, not architectures, recipes or
 #   broken code (appendix).
 #

@@ -102,8 +102,11 @@ def by_name(name: str, group: str | None = None) -> dict[str, dict[str, Any]]:
 
 
 def provenance(row: dict[str, Any]) -> str:
-    """Where a stored number came from: 'data: cifar10-jpeg; machine: AMD EPYC (bf16 units: ...), ...'."""
-    return f"data: {row['data']}; machine: {row['machine']}"
+    """Where a stored number came from: 'data: cifar10-jpeg; machine: AMD EPYC (bf16 units: ...), ...; code: <commit>'
+    (rows made before rows were stamped with a commit have none)."""
+    commit = f"; code: {row['commit'][:12]}{'+dirty' if row['commit'].endswith('+dirty') else ''}" \
+        if "commit" in row else ""
+    return f"data: {row['data']}; machine: {row['machine']}{commit}"
 
 
 @dataclass(frozen=True)
