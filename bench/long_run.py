@@ -13,6 +13,12 @@ Rows are appended as they finish and skipped when already there; a stopped run r
 checkpoint (runs/long/NAME). Usage (about 22 minutes a lever on a 2-core CPU):
 
     python bench/long_run.py --data data/cifar10-jpeg --group clock levers
+
+The curve (`--group curve --up-to EPOCHS`, shortest point first, resumable) and the shipped weights of its longest
+point (`--group weights`: writes simclr_core/weights/long.pt and prints the sha256 for `pretrained.SHIPPED`):
+
+    python bench/long_run.py --data data/cifar10-jpeg --group curve --up-to 10
+    python bench/long_run.py --data data/cifar10-jpeg --group weights
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from simclr_core.data import load_split, split_off_holdout
 from simclr_core.engine import seconds_per_step, train_ssl
 from simclr_core.model import load_model
 from simclr_core.optim import decay_start
+from simclr_core.pretrained import WEIGHTS, export
 from simclr_core.probe import cached_features, label_efficiency, random_encoder, train_linear_probe
 from simclr_core.results import RowFile
 from simclr_core.resume import TrainingStopped
@@ -221,10 +228,28 @@ def random_init_row(data: str) -> dict[str, Any]:
     return {"epochs": 0, "steps": 0, **measure_point(random_encoder(cfg, pick_device(cfg.device)), cfg, None)}
 
 
+def export_weights(results: RowFile, runs: Path) -> None:
+    """Ship the encoder of the curve's longest point as `pretrained.load("long")`: its file in half precision with
+    a model card from the point's row; prints the sha256 to enter in `pretrained.SHIPPED`."""
+    points = [row for row in results.rows() if row["group"] == "curve" and row["epochs"] > 0]
+    if not points:
+        raise SystemExit("no curve point is stored yet: run --group curve first")
+    row = max(points, key=lambda row: row["epochs"])
+    out = runs / ("trunk" if row["epochs"] == CURVE_EPOCHS[-1] else f"point-{row['epochs']:g}-epochs")
+    keys = ("epochs", "steps", "images_seen", "clock_seconds_per_step", "clock_seconds", "train_seconds",
+            "probe_val", "probe_test", "knn200_val", "knn200_test", "effective_rank_h", "few_label_probe_test",
+            "probe_train_images", "data", "machine", "date", "commit")
+    card = {"recipe": "bench/long_run.py: BASE with LONG, the wsd schedule ending at this point",
+            **{key: row[key] for key in keys}, "licence": "MIT (the repository's LICENSE)"}
+    digest = export(str(out), WEIGHTS / "long.pt", card)
+    print(f'SHIPPED["long"] = ("long.pt", "{digest}")  # {row["epochs"]:g} epochs, probe_test {row["probe_test"]}')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=environment_default("data"))
-    parser.add_argument("--group", nargs="+", default=["clock", "levers"], choices=["clock", "levers", "curve"])
+    parser.add_argument("--group", nargs="+", default=["clock", "levers"],
+                        choices=["clock", "levers", "curve", "weights"])
     parser.add_argument("--up-to", type=float, default=CURVE_EPOCHS[-1],
                         help="with --group curve: make the points up to this many epochs (the rest another day)")
     parser.add_argument("--only", nargs="+", help="these levers only")
@@ -250,6 +275,8 @@ def main() -> None:
         for epochs in (e for e in CURVE_EPOCHS if e <= args.up_to):
             results.record("curve", f"{epochs:g} epochs",
                            lambda e=epochs: curve_row(e, args.data, args.runs / "curve", clocks), args.data)
+    if "weights" in args.group:
+        export_weights(results, args.runs / "curve")
 
 
 if __name__ == "__main__":
