@@ -43,24 +43,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from supervised_clock import Clock, measure_clock
 
-from simclr_core.budget import median_step_seconds
 from simclr_core.config import environment_default, make_config
 from simclr_core.data import ImageSet, labelled_indices, load_split
 from simclr_core.engine import load_or_train
-from simclr_core.model import load_model, memory_format
+from simclr_core.model import load_model
 from simclr_core.probe import budget_weight_decay, extract_features, train_linear_probe
 from simclr_core.results import RowFile, stamp
 from simclr_core.runtime import machine_description, machine_kind, pick_device, uses_bf16
 from simclr_core.storage import RunPaths
 from simclr_core.supervised import (
-    TRAIN_ACCURACY_IMAGES,
     SupervisedConfig,
-    evaluation_seconds,
-    initial_classifier,
-    labelled_batches,
     load_classifier,
-    supervised_step,
     train_supervised,
 )
 
@@ -122,51 +117,12 @@ def book_row(results: Results, data: str) -> dict[str, Any]:
 
 
 def clock_row(results: Results, sets: tuple[ImageSet, ImageSet], width: int) -> dict[str, Any]:
-    """This machine's seconds for a supervised step, for evaluating one image, and for LP-FT's head on all labels."""
+    """This machine's supervised clock (`supervised_clock.measure_clock`), measured once and stored."""
     row = results.find("clock")
     if row:
         return row
-    train, test = sets
-    cfg = SupervisedConfig(data="", width=width, init=str(BOOK), head="probe", labels_per_class=5000)
-    device = pick_device(cfg.device)
-    bf16 = uses_bf16(cfg.precision, device)
-    start = time.perf_counter()
-    model, _ = initial_classifier(cfg, len(train.classes), train, len(train), device, bf16)
-    head_seconds = time.perf_counter() - start
-    model = model.to(device, memory_format=memory_format(device))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    batches = labelled_batches(train, cfg.batch_size, cfg.augmentation_params(), 0, device)
-    step_seconds = median_step_seconds(lambda: supervised_step(model, optimizer, *next(batches), bf16), model,
-                                       optimizer, (5, 21))
-    sample = test.subset(torch.arange(min(2000, len(test))))
-    image_seconds = evaluation_seconds(model, sample, len(sample), device, bf16) / len(sample)
-    return results.add({"group": "book", "name": "clock", "batch_size": cfg.batch_size,
-                        "step_seconds": round(step_seconds, 4), "image_seconds": round(image_seconds, 6),
-                        "head_seconds_all_labels": round(head_seconds, 1), "precision": "bf16" if bf16 else "fp32",
+    return results.add({"group": "book", "name": "clock", **measure_clock(str(BOOK), width, *sets),
                         "machine": machine_description()})
-
-
-class Clock:
-    """Seconds -> steps of a supervised run, at the clock measured by `clock_row`."""
-
-    def __init__(self, clock: dict[str, Any], train_images: int, test_images: int):
-        self.clock, self.train_images, self.test_images = clock, train_images, test_images
-
-    def overhead(self, cfg: SupervisedConfig) -> float:
-        """Seconds a run spends besides its steps: its evaluations and (LP-FT) its head."""
-        labelled, classes = cfg.labels_per_class * CLASSES, CLASSES
-        evaluated = self.test_images + min(labelled, TRAIN_ACCURACY_IMAGES) + cfg.validation_per_class * classes
-        head = self.clock["head_seconds_all_labels"] * labelled / self.train_images if cfg.head == "probe" else 0.0
-        return evaluated * self.clock["image_seconds"] + head
-
-    def steps(self, cfg: SupervisedConfig, seconds: float) -> int:
-        steps = int((seconds - self.overhead(cfg)) / self.clock["step_seconds"])
-        if steps < 1:
-            raise ValueError(f"{seconds:.0f} s leave no step after {self.overhead(cfg):.0f} s of evaluation")
-        return steps
-
-    def seconds(self, cfg: SupervisedConfig) -> float:
-        return round(cfg.steps * self.clock["step_seconds"] + self.overhead(cfg), 1)
 
 
 def supervised_row(results: Results, clock: Clock, group: str, name: str, cfg: SupervisedConfig, seconds: float,
@@ -177,12 +133,12 @@ def supervised_row(results: Results, clock: Clock, group: str, name: str, cfg: S
     row = results.find(name)
     if row:
         return row
-    cfg = dataclasses.replace(cfg, time_budget=0.0, steps=clock.steps(cfg, seconds))
+    cfg = dataclasses.replace(cfg, time_budget=0.0, steps=clock.steps(cfg, seconds, len(sets[1])))
     out = RUNS / "payoff" / name.replace(" ", "-").replace(",", "")
     log = train_supervised(cfg, str(out), False, *sets)
     row = {"group": group, "name": name, "method": method, "labels_per_class": cfg.labels_per_class,
            "label_seed": cfg.label_seed, "config": cfg.to_dict(), "budget_seconds": seconds, "steps": cfg.steps,
-           "compute_seconds": clock.seconds(cfg), "train_seconds": log["train_seconds"],
+           "compute_seconds": clock.seconds(cfg, len(sets[1])), "train_seconds": log["train_seconds"],
            "train_accuracy": round(log["train_accuracy"], 4),
            "validation_accuracy": log["validation_accuracy"] and round(log["validation_accuracy"], 4),
            "test_accuracy": round(log["test_accuracy"], 4), "precision": log["precision"],
@@ -225,7 +181,7 @@ def main() -> None:
     budget = float(book["budget_seconds"])
     quick = make_config("quick", data=args.data)
     sets = (load_split(args.data, "train"), load_split(args.data, "test"))
-    clock = Clock(clock_row(results, sets, quick.width), *map(len, sets))
+    clock = Clock(clock_row(results, sets, quick.width), len(sets[0]))
     base = dict(data=args.data, width=quick.width, validation_per_class=VALIDATION_PER_CLASS)
     tuned = dict(init=str(BOOK), head="probe", encoder_lr_scale=1.0, weight_decay=1e-4)
     groups = set(args.group)
@@ -241,7 +197,7 @@ def main() -> None:
                     budget / 3, sets, "scratch"))
         for (label_regime, n), lr, (augs, crop) in itertools.product(SWEEP_LABELS.items(), *FINE_TUNE_GRID.values()):
             cfg = SupervisedConfig(**base, **tuned, labels_per_class=n, lr=lr, augmentations=augs, crop_min_scale=crop)
-            seconds = FINE_TUNE_SECONDS + clock.overhead(cfg)  # the head and the evaluations come on top
+            seconds = FINE_TUNE_SECONDS + clock.overhead(cfg, len(sets[1]))  # the head and the evaluations come on top
             sweep[f"lp-ft {label_regime}"].append(supervised_row(
                 results, clock, "sweep", f"sweep lp-ft {n} lr {lr:g} {augs} {crop:g}", cfg, seconds, sets, "LP-FT"))
     chosen: dict[str, dict[str, Any]] = {}  # regime -> the from-scratch row whose config and length are used
@@ -295,11 +251,11 @@ def final_rows(results: Results, clock: Clock, n: int, seed: int, scratch: dict[
     if seed > 0 or n not in FINE_TUNED_AT:  # the other subsets: the probe and from scratch, for their spread
         return
     tuned = SupervisedConfig(**{**lp_ft["config"], **final})
-    seconds = FINE_TUNE_SECONDS + clock.overhead(tuned)
+    seconds = FINE_TUNE_SECONDS + clock.overhead(tuned, len(sets[1]))
     supervised_row(results, clock, "final", f"{name} LP-FT", tuned, seconds, sets, "LP-FT", pretrain, refit=True)
     if n in NAIVE_AT:  # naive fine-tuning: LP-FT's settings with a random head
         naive = SupervisedConfig(**{**lp_ft["config"], **final, "head": "random"})
-        seconds = FINE_TUNE_SECONDS + clock.overhead(naive)
+        seconds = FINE_TUNE_SECONDS + clock.overhead(naive, len(sets[1]))
         supervised_row(results, clock, "final", f"{name} naive FT", naive, seconds, sets, "naive FT", pretrain,
                        refit=True)
 

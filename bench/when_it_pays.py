@@ -42,24 +42,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from supervised_clock import Clock, measure_clock
 
-from simclr_core.budget import median_step_seconds
 from simclr_core.config import environment_default, make_config
 from simclr_core.data import ImageSet, labelled_indices, load_split, split_off_holdout
 from simclr_core.engine import load_or_train
-from simclr_core.model import load_model, memory_format
+from simclr_core.model import load_model
 from simclr_core.probe import budget_weight_decay, extract_features, train_linear_probe
 from simclr_core.results import RowFile
 from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.storage import RunPaths
 from simclr_core.supervised import (
-    TRAIN_ACCURACY_IMAGES,
     SupervisedConfig,
-    evaluation_seconds,
-    initial_classifier,
-    labelled_batches,
     load_classifier,
-    supervised_step,
     train_supervised,
 )
 
@@ -80,50 +75,6 @@ TIE = 2 * 2**0.5 * 0.0062  # a difference of two single runs within 2 sqrt(2) se
 # ten pairs of classes: five disjoint, then five across them
 TASKS = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (0, 8), (1, 9), (2, 4), (3, 5), (6, 9)]
 TASK_LABELS = 25
-
-
-class Clock:
-    """Seconds <-> steps of a supervised run, at the clock of the `clock` row."""
-
-    def __init__(self, row: dict[str, Any], train_images: int):
-        self.row, self.train_images = row, train_images
-
-    def overhead(self, cfg: SupervisedConfig, test_images: int, classes: int = 10) -> float:
-        """Seconds a run spends besides its steps: its evaluations and (LP-FT) its head."""
-        labelled = cfg.labels_per_class * classes
-        evaluated = test_images + min(labelled, TRAIN_ACCURACY_IMAGES) + cfg.validation_per_class * classes
-        head = self.row["head_seconds_all_labels"] * labelled / self.train_images if cfg.head == "probe" else 0.0
-        return evaluated * self.row["image_seconds"] + head
-
-    def steps(self, cfg: SupervisedConfig, seconds: float, test_images: int, classes: int = 10) -> int:
-        steps = int((seconds - self.overhead(cfg, test_images, classes)) / self.row["step_seconds"])
-        if steps < 1:
-            raise ValueError(f"{seconds:.0f} s leave no step after {self.overhead(cfg, test_images):.0f} s of "
-                             f"evaluation")
-        return steps
-
-    def seconds(self, cfg: SupervisedConfig, test_images: int, classes: int = 10) -> float:
-        return round(cfg.steps * self.row["step_seconds"] + self.overhead(cfg, test_images, classes), 1)
-
-
-def clock_row(train: ImageSet, test: ImageSet) -> dict[str, Any]:
-    """This machine's seconds for a supervised step, for evaluating one image, and for LP-FT's head on all labels."""
-    cfg = SupervisedConfig(width=WIDTH, init=str(RUNS / "book"), head="probe", labels_per_class=5000)
-    device = pick_device(cfg.device)
-    bf16 = uses_bf16(cfg.precision, device)
-    start = time.perf_counter()
-    model, _ = initial_classifier(cfg, len(train.classes), train, len(train), device, bf16)
-    head_seconds = time.perf_counter() - start
-    model = model.to(device, memory_format=memory_format(device))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    batches = labelled_batches(train, cfg.batch_size, cfg.augmentation_params(), 0, device)
-    step_seconds = median_step_seconds(lambda: supervised_step(model, optimizer, *next(batches), bf16), model,
-                                       optimizer, (5, 21))
-    sample = test.subset(torch.arange(min(2000, len(test))))
-    image_seconds = evaluation_seconds(model, sample, len(sample), device, bf16) / len(sample)
-    return {"batch_size": cfg.batch_size, "step_seconds": round(step_seconds, 4),
-            "image_seconds": round(image_seconds, 6),
-            "head_seconds_all_labels": round(head_seconds, 1), "precision": "bf16" if bf16 else "fp32"}
 
 
 def book_row(data: str, train: ImageSet, test: ImageSet, simclr_clock: float) -> dict[str, Any]:
@@ -300,7 +251,8 @@ def main() -> None:
     simclr_clock = next(row["seconds_per_step"] for row in long_run
                         if row["group"] == "clock" and row["name"] == "width 32, 16 px, batch 128")
     results.record("book", "book", lambda: book_row(args.data, train, test, simclr_clock), args.data)
-    results.record("clock", "supervised clock", lambda: clock_row(train, test), args.data)
+    results.record("clock", "supervised clock", lambda: measure_clock(str(RUNS / "book"), WIDTH, train,
+                                                                                 test), args.data)
     book = next(row for row in results.rows() if (row.get("group"), row["name"]) == ("book", "book"))
     clock = next(row for row in results.rows() if (row.get("group"), row["name"]) == ("clock", "supervised clock"))
     ex = Experiment(args.data, results, Clock(clock, len(train)), float(book["budget_seconds"]), train, test)
