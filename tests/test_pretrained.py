@@ -72,3 +72,21 @@ def test_every_shipped_file_matches_its_checksum() -> None:
     for name in pretrained.SHIPPED:
         model, cfg = pretrained.load(name)
         assert sum(p.numel() for p in model.parameters()) > 0 and cfg.holdout >= 0
+
+
+def test_every_shipped_file_loads_matches_its_card_and_fits_the_size_limit() -> None:
+    """The weights in the repository (not a test's): each passes its sha256, holds a model of its config's shape,
+    and its card names what the model card promises; all together stay under the 25 MB the repository allows."""
+    assert pretrained.SHIPPED, "no weights are shipped"
+    total = 0
+    for name, (file, _) in pretrained.SHIPPED.items():
+        model, cfg = pretrained.load(name)
+        card = pretrained.card(name)
+        total += (pretrained.WEIGHTS / file).stat().st_size
+        with torch.no_grad():
+            h = model.encoder(torch.zeros(2, 3, 32, 32))
+        assert h.shape == (2, 8 * cfg.width)
+        assert card["steps"] == cfg.steps and 0.1 < card["probe_test"] <= 1
+        assert {"recipe", "data", "machine", "clock_seconds", "probe_val", "few_label_probe_test",
+                "licence"} <= set(card)
+    assert total < 25e6
