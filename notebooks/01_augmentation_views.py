@@ -246,9 +246,10 @@ assert spread.is_tie(probe["full recipe"] - probe["crop + colour"])
 # The colour jitter tells the network that brightness does not matter. Does a trained encoder then ignore it? We
 # scale the brightness of 1,500 test images by a known random factor (0.6 to 1.4, the jitter's range), embed them,
 # and ask how well a linear regression recovers the factor from the features ($R^2$ on held-out images: 1 means
-# all of it, 0 nothing). The encoder is the one the book's long CPU run trained with this recipe, shipped with the
-# package; the same network at random initialisation, never told to ignore anything, is the reference. $h = f(x)$
-# are the encoder's features, $z = g(h)$ the head's outputs that the loss compares.
+# all of it, 0 nothing). The encoder is the one the book's long CPU run trained (45 minutes, this recipe with
+# random grayscale added; chapter 5), shipped with the package; the same network at random initialisation, never
+# told to ignore anything, is the reference. $h = f(x)$ are the encoder's features, $z = g(h)$ the head's outputs
+# that the loss compares.
 
 # %% tags=["nbval-ignore-output"]
 import torch.nn.functional as F
@@ -274,21 +275,25 @@ for name, value in r2.items():
     print(f"{name:>12}: brightness R^2 {value:.2f}")
 
 # %% tags=["hide-cell"]
-# Checks: the random network's features carry the most brightness, the trained h less,
-# the head's z least, and the head removes more of it than training removed from h.
-assert r2["random init"] > r2["h = f(x)"] + 0.03 > r2["z = g(h)"] + 0.06
-assert r2["h = f(x)"] - r2["z = g(h)"] > r2["random init"] - r2["h = f(x)"]
+# Checks: the trained h carries about as much brightness as the random network's
+# features (within 0.05 of R^2), and the head's z far less (0.25 or more below h).
+assert abs(r2["h = f(x)"] - r2["random init"]) < 0.05
+assert r2["z = g(h)"] < r2["h = f(x)"] - 0.25
 
 # %% [markdown]
-# The random network's features carry the brightness best; training removed part of it from $h$, and the head's
-# $z$, which the loss compares directly, keeps least: the network learned the invariance the recipe asked for,
-# most of it in the head (chapter 8 measures what the head does).
+# The head's $z$, which the loss compares directly, has lost most of the brightness: the network learned the
+# invariance the recipe asked for. But it learned it in the head. The encoder's $h$, one layer below and the
+# features every probe in this book reads, still carries the brightness about as well as the random network's
+# features do. The SimCLR paper conjectured exactly this to explain why $h$ probes better than $z$: the head is
+# free to throw away what the augmentations change, which a downstream task might need, and $h$ keeps it
+# (chapter 8 measures what the head does to the probe).
 #
 # **What to take away**
 # - A training example is a pair of heavily augmented views; the pair, not a label, is the supervision.
 # - The recipe is the specification. A recipe that makes the task easy (colour alone) yields a solved task and
 #   poor features; crops and colour together make it hard, and the features good.
-# - The encoder learns to ignore what the recipe varies, brightness included, and the head ignores it most.
+# - The network learns to ignore what the recipe varies, brightness included, but in its head: the encoder's
+#   $h$ keeps it.
 # - Compare single runs only against the seed-to-seed spread: crop and colour matter, blur is a tie.
 # - Next: [chapter 2](02_loss_indexing) turns a batch of pairs into a loss.
 #

@@ -12,7 +12,8 @@
 #
 # We measure both for the trained encoder and for the same network at random init, then look at nearest
 # neighbours: a k-NN classifier and retrieval galleries, which read the class structure without training
-# anything.
+# anything. A third encoder runs beside them: the one of the book's long CPU run, which ships with the package
+# (chapter 5's last section), to show what hours instead of minutes change in the same measures.
 
 # %% tags=["parameters"]
 from simclr_core.config import book_scale, environment_default
@@ -42,6 +43,7 @@ from simclr_core.data import balanced_indices, load_split
 from simclr_core.engine import load_or_train
 from simclr_core.model import SimCLRModel
 from simclr_core.plots import image_grid
+from simclr_core.pretrained import as_run, load
 from simclr_core.probe import cached_features, shared_cache
 from simclr_core.runtime import pick_device, seed_everything, uses_bf16
 from simclr_core.storage import RunPaths
@@ -52,7 +54,8 @@ device = pick_device(cfg.device)
 trained, _ = load_or_train(cfg, RUN_DIR, progress=False)
 seed_everything(cfg.seed)  # the same random-init weights as chapter 5's baseline
 models = {"SimCLR": trained.to(device).eval(),
-          "random init": SimCLRModel(cfg.width, cfg.proj_dim).to(device).eval()}
+          "random init": SimCLRModel(cfg.width, cfg.proj_dim).to(device).eval(),
+          "long run": load("long", device)[0]}  # hours of a 2-core CPU: chapter 5
 full_train = load_split(DATA, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)
 full_test = load_split(DATA, "test", cfg.data_root)  # the probe's images, all of them
 test_rows = balanced_indices(full_test.labels, 2000, seed=0)
@@ -93,7 +96,7 @@ for name, g in geometry.items():
 # similarity of positive pairs against pairs of different images.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=False)
+fig, axes = plt.subplots(1, len(geometry), figsize=(14, 3.2), sharey=False)
 for ax, (name, g) in zip(axes, geometry.items(), strict=True):
     positive = (g["z1"] * g["z2"]).sum(1)
     negative = (g["z1"] * g["z2"].roll(1, dims=0)).sum(1)
@@ -130,6 +133,63 @@ assert geometry["SimCLR"]["alignment"] > 5 * geometry["random init"]["alignment"
 assert geometry["random init"]["uniformity"] > -0.5  # a point's 0, not the sphere's -4
 
 # %% [markdown]
+# ```{admonition} Diagnostics, not scores
+# How much do these two numbers say about a run? `bench/pretraining.py` stored them for five seeds of one
+# configuration and for four temperatures (chapter 8's sweep). The cell below sets the two spreads side by side.
+# ```
+
+# %% tags=["nbval-ignore-output"]
+from simclr_core.results import rows
+
+stored = {group: rows("pretraining", group) for group in ("seeds", "temperatures")}
+def span(found: list[dict], measure: str) -> float:
+    return max(r[measure] for r in found) - min(r[measure] for r in found)
+
+
+spans = {group: {measure: span(found, measure)
+                 for measure in ("alignment", "uniformity")}
+         for group, found in stored.items()}
+probe_span = {group: span(found, "probe_h") for group, found in stored.items()}
+for group, found in stored.items():
+    print(f"{len(found)} runs over {group}: alignment spans "
+          f"{spans[group]['alignment']:.3f}, uniformity "
+          f"{spans[group]['uniformity']:.3f}, the probe {probe_span[group]:.3f}")
+
+# %% tags=["hide-cell"]
+# Check: five seeds of one configuration spread alignment and uniformity at least as far
+# as four temperatures from 0.1 to 1.0 do, while the probe spans 8 points over the
+# temperatures and 1.5 over the seeds.
+assert spans["seeds"]["alignment"] >= spans["temperatures"]["alignment"]
+assert spans["seeds"]["uniformity"] >= spans["temperatures"]["uniformity"]
+assert round(probe_span["temperatures"], 2) == 0.08
+assert round(probe_span["seeds"], 3) == 0.015
+
+# %% [markdown]
+# Changing only the seed moves alignment and uniformity as far as changing the temperature tenfold does, while
+# the temperature moves the probe by 8 points and the seed by 1.5 (chapter 8). So read them as diagnostics: a
+# uniformity near 0 says collapse, a large change with a cause you can name says something; two runs a few
+# tenths apart are not ranked by them.
+#
+# ## A map of the features
+#
+# The picture every reader expects: the encoder's features (256 numbers an image at width 32) squeezed into
+# two dimensions, every test image a point coloured by its class. t-SNE places points that are neighbours in
+# the features near each other in the map; only that means something, not the axes, the distances between
+# clusters or their sizes. The same 2,000 test images for each encoder; no label is used to make the map.
+
+# %%
+from simclr_core.analysis import tsne
+from simclr_core.plots import feature_map
+from simclr_core.probe import extract_features
+
+maps = {name: tsne(extract_features(model.encoder, test, device), seed=0)
+        for name, model in models.items()}
+fig = feature_map(maps, test.labels, test.classes)
+plt.show()
+
+# %% [markdown]
+# MAP_PROSE
+#
 # ## k-NN accuracy: classes from neighbours alone
 #
 # A test image gets the majority label of its 20 most cosine-similar training images, in the encoder's
@@ -139,7 +199,10 @@ assert geometry["random init"]["uniformity"] > -0.5  # a point's 0, not the sphe
 
 # %% tags=["nbval-ignore-output"]
 bf16 = uses_bf16(cfg.precision, device)
-caches = {"SimCLR": RunPaths(RUN_DIR).features, "random init": shared_cache()}
+LONG_DIR = as_run("long", "../runs/pretrained-long",
+                  {"data": cfg.data, "data_root": cfg.data_root})
+caches = {"SimCLR": RunPaths(RUN_DIR).features, "random init": shared_cache(),
+          "long run": RunPaths(LONG_DIR).features}
 every = {name: (cached_features(m.encoder, full_train, caches[name], device, bf16),
                 cached_features(m.encoder, full_test, caches[name], device, bf16))
          for name, m in models.items()}  # features of every image, cached by chapter 5
@@ -179,6 +242,10 @@ for name, (train_h, test_h) in every.items():
 # Check: with the standard protocol too, the SimCLR features' neighbours carry more of
 # the class.
 assert weighted_knn["SimCLR"] > weighted_knn["random init"] + 0.08
+assert weighted_knn["long run"] > weighted_knn["SimCLR"] + 0.05
+
+# %% [markdown]
+# LONG_RUN_PROSE_6
 
 # %% [markdown]
 # ## Retrieval galleries
