@@ -42,14 +42,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from supervised_clock import Clock, measure_clock
+from equal_compute import Clock, best, measure_clock, probe_accuracy
 
 from simclr_core.config import environment_default, make_config
-from simclr_core.data import ImageSet, labelled_indices, load_split
+from simclr_core.data import ImageSet, load_split
 from simclr_core.engine import load_or_train
 from simclr_core.model import load_model
-from simclr_core.probe import budget_weight_decay, extract_features, train_linear_probe
+from simclr_core.probe import extract_features, train_linear_probe
 from simclr_core.results import RowFile, stamp
 from simclr_core.runtime import machine_description, machine_kind, pick_device, uses_bf16
 from simclr_core.storage import RunPaths
@@ -117,7 +116,7 @@ def book_row(results: Results, data: str) -> dict[str, Any]:
 
 
 def clock_row(results: Results, sets: tuple[ImageSet, ImageSet], width: int) -> dict[str, Any]:
-    """This machine's supervised clock (`supervised_clock.measure_clock`), measured once and stored."""
+    """This machine's supervised clock (`equal_compute.measure_clock`), measured once and stored."""
     row = results.find("clock")
     if row:
         return row
@@ -145,25 +144,9 @@ def supervised_row(results: Results, clock: Clock, group: str, name: str, cfg: S
            "data": os.path.basename(os.path.normpath(cfg.data)), "machine": log["machine"], **(extra or {})}
     if refit:  # the fine-tuned encoder's own features, probed on the same labelled images
         model, _ = load_classifier(str(out), pick_device(cfg.device))
-        row["refit_probe_accuracy"] = round(probe_accuracy(model.encoder, sets, cfg), 4)
+        row["refit_probe_accuracy"] = round(probe_accuracy(model.encoder, *sets, cfg.labels_per_class, cfg.label_seed,
+                                                          cfg.device, cfg.precision), 4)
     return results.add(row)
-
-
-def probe_accuracy(encoder: torch.nn.Module, sets: tuple[ImageSet, ImageSet], cfg: SupervisedConfig) -> float:
-    """The book's linear probe on `encoder`'s frozen features of the run's labelled images, tested on `sets[1]`."""
-    train, test = sets
-    chosen = labelled_indices(train, cfg.labels_per_class, cfg.label_seed)
-    device = pick_device(cfg.device)
-    bf16 = uses_bf16(cfg.precision, device)
-    train_x = extract_features(encoder, train.subset(chosen), device, bf16=bf16)
-    test_x = extract_features(encoder, test, device, bf16=bf16)
-    quick = make_config("quick")
-    return train_linear_probe(train_x, train.labels[chosen], test_x, test.labels, quick.probe_steps,
-                              budget_weight_decay(quick.probe_weight_decay, len(train), len(chosen))).test_accuracy
-
-
-def best(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return max(rows, key=lambda row: row["validation_accuracy"])
 
 
 def regime(labels_per_class: int) -> str:
@@ -240,7 +223,8 @@ def final_rows(results: Results, clock: Clock, n: int, seed: int, scratch: dict[
         model, _ = load_model(RunPaths(BOOK).checkpoint, pick_device("auto"))
         cfg = SupervisedConfig(**{**scratch["config"], **final})
         start = time.perf_counter()
-        accuracy = probe_accuracy(model.encoder, sets, cfg)
+        accuracy = probe_accuracy(model.encoder, *sets, cfg.labels_per_class, cfg.label_seed, cfg.device,
+                                  cfg.precision)
         results.add({"group": "final", "name": f"{name} SimCLR probe", "method": "SimCLR probe",
                      "labels_per_class": n, "label_seed": seed, "test_accuracy": round(accuracy, 4),
                      "train_seconds": round(time.perf_counter() - start, 1), "compute_seconds": book["budget_seconds"],

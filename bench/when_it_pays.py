@@ -41,14 +41,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from supervised_clock import Clock, measure_clock
+from equal_compute import Clock, best, measure_clock, probe_accuracy
 
 from simclr_core.config import environment_default, make_config
-from simclr_core.data import ImageSet, labelled_indices, load_split, split_off_holdout
+from simclr_core.data import ImageSet, load_split, split_off_holdout
 from simclr_core.engine import load_or_train
 from simclr_core.model import load_model
-from simclr_core.probe import budget_weight_decay, extract_features, train_linear_probe
+from simclr_core.probe import extract_features, train_linear_probe
 from simclr_core.results import RowFile
 from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.storage import RunPaths
@@ -130,23 +129,6 @@ class Experiment:
             return made
 
         return self.results.record(group, name, row, self.data) or {}
-
-
-def probe_accuracy(encoder: torch.nn.Module, train: ImageSet, test: ImageSet, per_class: int, seed: int) -> float:
-    """The book's linear probe on `encoder`'s frozen features of `per_class` labelled images a class (`seed`),
-    scored on `test`."""
-    chosen = labelled_indices(train, per_class, seed)
-    device = pick_device("auto")
-    bf16 = uses_bf16("auto", device)
-    train_x = extract_features(encoder, train.subset(chosen), device, bf16=bf16)
-    test_x = extract_features(encoder, test, device, bf16=bf16)
-    quick = make_config("quick")
-    return train_linear_probe(train_x, train.labels[chosen], test_x, test.labels, quick.probe_steps,
-                              budget_weight_decay(quick.probe_weight_decay, len(train), len(chosen))).test_accuracy
-
-
-def best(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    return max(rows, key=lambda row: row["validation_accuracy"])
 
 
 def select(ex: Experiment) -> tuple[SupervisedConfig, dict[str, SupervisedConfig]]:

@@ -1,5 +1,6 @@
-"""The supervised side's clock, shared by bench/payoff.py and bench/when_it_pays.py: what a supervised step, the
-evaluation of one image and LP-FT's head cost on this machine, and the seconds <-> steps of a run at those costs.
+"""What the two equal-compute experiments, bench/payoff.py and bench/when_it_pays.py, share: the supervised side's
+clock (what a supervised step, the evaluation of one image and LP-FT's head cost on this machine, and the seconds
+<-> steps of a run at those costs) and the SimCLR side's probe on a few labels.
 
 A supervised run is defined by its steps; its compute is its steps on this clock plus its evaluations, so what it
 learns cannot depend on how busy the machine was while it trained.
@@ -13,8 +14,10 @@ from typing import Any
 import torch
 
 from simclr_core.budget import median_step_seconds
-from simclr_core.data import ImageSet
+from simclr_core.config import make_config
+from simclr_core.data import ImageSet, labelled_indices
 from simclr_core.model import memory_format
+from simclr_core.probe import budget_weight_decay, extract_features, train_linear_probe
 from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.supervised import (
     TRAIN_ACCURACY_IMAGES,
@@ -69,3 +72,22 @@ class Clock:
 
     def seconds(self, cfg: SupervisedConfig, test_images: int, classes: int = 10) -> float:
         return round(cfg.steps * self.row["step_seconds"] + self.overhead(cfg, test_images, classes), 1)
+
+
+def probe_accuracy(encoder: torch.nn.Module, train: ImageSet, test: ImageSet, per_class: int, seed: int,
+                   device: str = "auto", precision: str = "auto") -> float:
+    """The book's linear probe on `encoder`'s frozen features of `per_class` labelled images a class (`seed`),
+    scored on `test`, with the quick preset's probe settings and its penalty scaled to the labels."""
+    chosen = labelled_indices(train, per_class, seed)
+    torch_device = pick_device(device)
+    bf16 = uses_bf16(precision, torch_device)
+    train_x = extract_features(encoder, train.subset(chosen), torch_device, bf16=bf16)
+    test_x = extract_features(encoder, test, torch_device, bf16=bf16)
+    quick = make_config("quick")
+    return train_linear_probe(train_x, train.labels[chosen], test_x, test.labels, quick.probe_steps,
+                              budget_weight_decay(quick.probe_weight_decay, len(train), len(chosen))).test_accuracy
+
+
+def best(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The row chosen on validation."""
+    return max(rows, key=lambda row: row["validation_accuracy"])
