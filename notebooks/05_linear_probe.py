@@ -190,7 +190,8 @@ assert simclr["train_loss"][-1] < random_init["train_loss"][-1]
 # ## Reading the numbers
 #
 # - **SimCLR vs random init.** Same architecture, same probe; the only difference is pre-training on
-#   unlabelled images. The gap is the representation that contrastive learning built.
+#   unlabelled images. The gap is what contrastive learning added to this network's features; the next point
+#   says how much of it clears the higher floor.
 # - **The floor is the pixels.** A random convolutional network already computes local colour and edge
 #   statistics that a linear layer can use, far above chance; but the raw pixels score higher still. Colour and
 #   layout alone say a lot on CIFAR-10 (sky behind planes, water under ships). So what pre-training earned is
