@@ -166,8 +166,12 @@ def branch(trunk_cfg: Config, trunk: Path, steps: int, out: Path) -> dict[str, A
         raise RuntimeError(f"the trunk in {trunk} is at step {done}, past this point's decay start {start}: "
                            f"make the points in order, shortest first")
     if done < start:
-        with contextlib.suppress(TrainingStopped):
+        with contextlib.suppress(TrainingStopped):  # the stop asked for at `start`, or a signal's: told apart below
             train_ssl(trunk_cfg, str(trunk), resume=trunk_log is not None, stop_at_step=start)
+        reached = len(stored_run_log(str(trunk))["step_loss"])
+        if reached != start:  # Ctrl-C or SIGTERM stopped the trunk first: stop here too, not branch from there
+            raise TrainingStopped(f"the trunk in {trunk} stopped at step {reached}, before this point's decay start "
+                                  f"{start}; run the same command again to go on")
     for source in (RunPaths(trunk).checkpoint, RunPaths(trunk).ssl_log):
         target = out / source.relative_to(trunk)
         target.parent.mkdir(parents=True, exist_ok=True)
