@@ -204,16 +204,20 @@ def measure_point(encoder: torch.nn.Module, cfg: Config, cache: Path | None) -> 
             "validation_images": len(validation), "test_images": len(test)}
 
 
+def point_folder(runs: Path, epochs: float) -> Path:
+    """Where the curve's point of `epochs` is trained: the trunk itself for the last point, a branch of it else."""
+    return runs / ("trunk" if epochs == CURVE_EPOCHS[-1] else f"point-{epochs:g}-epochs")
+
+
 def curve_row(epochs: float, data: str, runs: Path, clocks: dict[str, float]) -> dict[str, Any]:
     """One point of the curve: the wsd run of `epochs` epochs (the trunk itself for the last), measured."""
     trunk_cfg = long_config(data, point_steps(long_config(data, 1), CURVE_EPOCHS[-1]))
     steps = point_steps(trunk_cfg, epochs)
+    out = point_folder(runs, epochs)
     if epochs == CURVE_EPOCHS[-1]:
-        out = runs / "trunk"
         log = trained(trunk_cfg, out)
     else:
-        out = runs / f"point-{epochs:g}-epochs"
-        log = branch(trunk_cfg, runs / "trunk", steps, out)
+        log = branch(trunk_cfg, point_folder(runs, CURVE_EPOCHS[-1]), steps, out)
     per_step = step_seconds(trunk_cfg, clocks)
     encoder = load_model(RunPaths(out).checkpoint, pick_device(trunk_cfg.device))[0].encoder
     return {"epochs": epochs, "steps": len(log["step_loss"]), "images_seen": len(log["step_loss"]) * cfg_batch(log),
@@ -239,7 +243,7 @@ def export_weights(results: RowFile, runs: Path) -> None:
     if not points:
         raise SystemExit("no curve point is stored yet: run --group curve first")
     row = max(points, key=lambda row: row["epochs"])
-    out = runs / ("trunk" if row["epochs"] == CURVE_EPOCHS[-1] else f"point-{row['epochs']:g}-epochs")
+    out = point_folder(runs, row["epochs"])
     keys = ("epochs", "steps", "images_seen", "clock_seconds_per_step", "clock_seconds", "train_seconds",
             "probe_val", "probe_test", "knn200_val", "knn200_test", "effective_rank_h", "few_label_probe_test",
             "probe_train_images", "data", "machine", "date", "commit")

@@ -62,7 +62,6 @@ RESULTS = Path(__file__).parent / "results" / "payoff.json"
 RUNS = Path(__file__).parent.parent / "runs" / "bench"
 BOOK = RUNS / "book"
 VALIDATION_PER_CLASS = 500
-CLASSES = 10  # CIFAR-10
 SWEEP_LABELS = {"few": 25, "many": 4500}  # the regimes: at most FEW_UP_TO labels a class, and more
 FEW_UP_TO = 100
 AUGMENTATIONS = [("crop,flip,jitter,blur", 0.3), ("crop,flip", 0.8)]  # SimCLR's views, milder ones

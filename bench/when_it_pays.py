@@ -233,8 +233,8 @@ def main() -> None:
     simclr_clock = next(row["seconds_per_step"] for row in long_run
                         if row["group"] == "clock" and row["name"] == "width 32, 16 px, batch 128")
     results.record("book", "book", lambda: book_row(args.data, train, test, simclr_clock), args.data)
-    results.record("clock", "supervised clock", lambda: measure_clock(str(RUNS / "book"), WIDTH, train,
-                                                                                 test), args.data)
+    results.record("clock", "supervised clock", lambda: measure_clock(str(RUNS / "book"), WIDTH, train, test),
+                   args.data)
     book = next(row for row in results.rows() if (row.get("group"), row["name"]) == ("book", "book"))
     clock = next(row for row in results.rows() if (row.get("group"), row["name"]) == ("clock", "supervised clock"))
     ex = Experiment(args.data, results, Clock(clock, len(train)), float(book["budget_seconds"]), train, test)
