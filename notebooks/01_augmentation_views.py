@@ -1,14 +1,11 @@
 # %% [markdown]
 # # 1. Augmentation views: what SimCLR is told to ignore
 #
-# SimCLR never sees a label. Its only signal is this: *two random views of the same image should embed close
-# together, views of different images far apart.* So the augmentations that make the two views define the task.
-# Whatever they change (framing, left and right, colour, sharpness), the encoder is trained to ignore; whatever
-# survives them is what its features may use.
+# SimCLR never sees a label. Its only signal: *two random views of the same image should embed close together,
+# views of different images far apart.* So the augmentations define the task. Whatever they change, the encoder is
+# trained to ignore; whatever survives them, its features may use.
 #
-# This chapter answers one question: **what does one training example look like, and how does it decide what the
-# features mean?** We look at each augmentation alone, at the pairs of views the loss compares, and then at what
-# networks trained on different recipes learned.
+# This chapter asks: **what does one training example look like, and how does it decide what the features mean?**
 
 # %% tags=["parameters"]
 from simclr_core.config import environment_default
@@ -33,7 +30,7 @@ print(images.images.shape, images.images.dtype)
 # %% [markdown]
 # ## The recipe, one step at a time
 #
-# Each row below applies one step alone, always on, to the same six images:
+# Each row applies one step alone, always on, to six images:
 
 # %%
 torch.manual_seed(0)
@@ -52,13 +49,12 @@ fig = image_grid(torch.cat(rows), ncols=6, row_labels=row_names)
 # | colour jitter | p = 0.8; brightness, contrast, saturation 0.4, hue 0.1 | lighting and colour cast |
 # | Gaussian blur | p = 0.5; 3x3 kernel, sigma 0.1-2 | detail at the scale of a pixel or two |
 #
-# Cropping is the only step that changes *what* is in the picture: a view may show the front half of a car, and
-# the network is told it is "the same" as the whole. The other steps change how the same content looks.
+# Cropping is the only step that changes *what* is in the picture: a view may show a car's front half, and the
+# network is told it is "the same" as the whole. The others change how the content looks.
 #
-# This is the recipe of the reference implementation this book follows, not quite the SimCLR paper's for CIFAR-10
-# {cite:p}`chen2020simclr`: the paper's crops keep as little as 8% of the area, it adds random grayscale (p = 0.2;
-# `augmentations="crop,flip,jitter,gray,blur"` here), and it leaves the blur out. So the book's features answer a
-# slightly different question from the paper's. The crop's share of the area is checked on the transform itself:
+# This is the reference implementation's recipe. The SimCLR paper's for CIFAR-10 {cite:p}`chen2020simclr` crops
+# down to 8% of the area, adds random grayscale (p = 0.2; `augmentations="crop,flip,jitter,gray,blur"` here), and
+# has no blur. The crop's share of the area, measured on the transform itself:
 
 # %%
 crop = recipe_steps()["crop"]
@@ -73,9 +69,9 @@ assert area_share.min() >= 0.3 - 0.03 and area_share.max() <= 1.0
 assert 0.5 < area_share.median() < 0.8
 
 # %% [markdown]
-# The blur's 3x3 kernel mixes each pixel with its direct neighbours only, so it removes
-# detail at the scale of a pixel or two and keeps anything coarser. We measure both, as the mean difference between
-# neighbouring pixels and between neighbouring 4x4 blocks, after the blur as a share of before:
+# The blur's 3x3 kernel mixes each pixel with its direct neighbours only, so it removes fine detail and keeps
+# coarse structure. Below, the mean difference between neighbouring pixels and between neighbouring 4x4 blocks,
+# after the blur as a share of before:
 
 # %%
 torch.manual_seed(5)
@@ -103,9 +99,8 @@ assert fine_kept < 0.8 and coarse_kept > 0.88
 # %% [markdown]
 # ## Pairs of views: the positives of the loss
 #
-# `SSLAugmentation` wraps a dataset and returns two independently augmented views of each image. Each row shows two
-# images, each as the original, view 1 and view 2. The two views of an image are a *positive pair*; every view of
-# every other image in the batch is a negative.
+# `SSLAugmentation` returns two independently augmented views of each image: a *positive pair*. Every other
+# image's views in the batch are negatives. Each row shows two images: original, view 1, view 2.
 
 # %%
 torch.manual_seed(1)
@@ -118,9 +113,8 @@ titles = ["original", "view 1", "view 2"] * 8
 fig = image_grid(torch.stack(shown), ncols=6, titles=titles, size=1.2)
 
 # %% [markdown]
-# Training does not call these per-image transforms: `BatchAugmentation` applies the same recipe to a whole batch
-# in a few tensor operations, with its own random parameters for every image (the tests compare every random
-# parameter's distribution with torchvision's). Per-image views on the left, batched on the right:
+# Training uses `BatchAugmentation`: the same recipe on a whole batch in a few tensor operations, with its own
+# random parameters for every image. Per-image views on the left, batched on the right:
 
 # %%
 from simclr_core.batch_augment import BatchAugmentation
@@ -153,9 +147,8 @@ print(f"mean gap between two views: per image {gap_per_image:.1f}, "
 assert 0.9 < gap_batched / gap_per_image < 1.1
 
 # %% [markdown]
-# In pixel space the two views of one image are not close at all. If the pixels were already a good
-# representation, the distance between the two views of one image would be much smaller than between views of two
-# different images:
+# In pixel space the two views of one image are not close at all. Were pixels a good representation, they would
+# be much closer than views of two different images:
 
 # %%
 torch.manual_seed(2)
@@ -181,14 +174,14 @@ assert share_closer > 0.1
 
 # %% [markdown]
 # So comparing pixels does not solve the task: the encoder has to find what stays the same under cropping,
-# flipping, recolouring and blurring. Whether that is also what separates CIFAR-10's classes is the next question.
+# flipping, recolouring and blurring. Is that also what separates CIFAR-10's classes?
 #
 # ## The recipe decides what the features learn
 #
-# The same network was pre-trained with parts of the recipe only, for the same 1,000 steps, and each encoder was
-# given chapter 5's linear probe (a linear classifier on its frozen features). Every variant is the book's `quick`
-# preset (chapter 3) with only the augmentations changed; the flip stays in all of them. Beside each probe, the run's
-# own task: how often a held-out view picks out its partner among the batch's 255 other views (top-1).
+# The same network was pre-trained on parts of the recipe, each for 1,000 steps of the `quick` preset (chapter 3),
+# always with the flip. Chapter 5's linear probe, a linear classifier on frozen features, scores each encoder.
+# Beside it is the run's own task: how often a held-out view picks out its partner among the batch's 255 other
+# views (top-1).
 
 # %%
 from simclr_core.plots import accuracy_bars
@@ -226,30 +219,29 @@ assert probe["crop only"] - probe["colour only"] > max(0.05, spread.tie_threshol
 assert spread.is_tie(probe["full recipe"] - probe["crop + colour"])
 
 # %% [markdown]
-# Read the table from the top. With colour jitter alone the task is solved almost perfectly: 99.4% of the held-out
-# views find their partner, at a loss of 0.04. Yet its features are the worst, 0.418. Without a crop the two views
-# show the same framing, and a likely reason, not tested here, is that the network matches them by their layout
-# and learns little else. Each step that makes the task harder, crops and then colour on top, lowers top-1 and
-# raises the probe: crop and colour together reach 0.540, 7 points above crop alone and 12 above colour alone.
-# The SimCLR paper found the same pair to matter most on ImageNet and conjectured why: crops of one
-# image share its colours, so with crops alone the views can be matched by colour. That adding jitter to crops
-# gains 7 points here fits the conjecture; no run here tests it. Blur on top of crop and colour is a tie.
+# With colour jitter alone the task is almost solved: 99.4% of the held-out views find their partner, at a loss
+# of 0.04. Yet its features are the worst, 0.418. Without a crop the views share their framing; the network may
+# match them by layout alone, an untested guess. Each step that makes the task harder, crops and then colour on
+# top, lowers top-1 and raises the probe. Crop and colour together reach 0.540, 7 points above crop alone and 12
+# above colour alone. Blur on top of them is a tie.
 #
-# Are these differences larger than chance? Each bar is one run. Five seeds of the full recipe ranged over 1.5 points
-# of probe; the difference of two single runs varies by about $\sqrt{2}$ times one run's standard deviation, so the
-# book calls a difference a result only beyond twice that, about 1.75 points. The book uses this rule from here on
-# (the last cell prints the spread). The crop and colour gaps are three to seven times larger; the blur's half point
-# is a **tie**.
+# The SimCLR paper found the same pair to matter most on ImageNet. Its conjecture: crops of one image share its
+# colours, so with crops alone the views can be matched by colour. Colour's 7 points over crops alone fit it, but
+# no run tests it.
+#
+# Each bar is one run: are the gaps larger than chance? Five seeds of the full recipe ranged over 1.5 points of
+# probe. The difference of two single runs varies by about $\sqrt{2}$ times one run's standard deviation, so the
+# book calls a difference a result only beyond twice that: about 1.75 points, here and from now on. The crop and
+# colour gaps are three to seven times larger; the blur's half point is a **tie**.
 #
 # ## What the features ignore
 #
-# The colour jitter tells the network that brightness does not matter. Does a trained encoder then ignore it? We
-# scale the brightness of 1,500 test images by a known random factor (0.6 to 1.4, the jitter's range), embed them,
-# and ask how well a linear regression recovers the factor from the features ($R^2$ on held-out images: 1 means
-# all of it, 0 nothing). The encoder is the one the book's long CPU run trained (45 minutes, this recipe with
-# random grayscale added; chapter 5), shipped with the package; the same network at random initialisation, never
-# told to ignore anything, is the reference. $h = f(x)$ are the encoder's features, $z = g(h)$ the head's outputs
-# that the loss compares.
+# The colour jitter tells the network that brightness does not matter. Does a trained encoder ignore it? We scale
+# the brightness of 1,500 test images by a known random factor from 0.6 to 1.4, the jitter's range. A linear
+# regression on the features tries to recover it; its $R^2$ on held-out images says how much it finds (1: all, 0:
+# nothing). The encoder comes from the book's long run (chapter 5): 45 minutes on a CPU, this recipe
+# plus random grayscale. The reference is the same network at random initialisation. $h = f(x)$ are the encoder's
+# features, $z = g(h)$ the head's outputs that the loss compares.
 
 # %% tags=["nbval-ignore-output"]
 import torch.nn.functional as F
@@ -281,39 +273,35 @@ assert abs(r2["h = f(x)"] - r2["random init"]) < 0.05
 assert r2["z = g(h)"] < r2["h = f(x)"] - 0.25
 
 # %% [markdown]
-# The head's $z$, which the loss compares directly, has lost most of the brightness: the network learned the
-# invariance the recipe asked for. But it learned it in the head. The encoder's $h$, one layer below and the
-# features every probe in this book reads, still carries the brightness about as well as the random network's
-# features do. The SimCLR paper conjectured exactly this to explain why $h$ probes better than $z$: the head is
-# free to throw away what the augmentations change, which a downstream task might need, and $h$ keeps it
-# (chapter 8 measures what the head does to the probe).
+# The head's $z$ has lost most of the brightness: the network learned the invariance, but in the head. The
+# encoder's $h$, one layer below and what every probe in this book reads, carries the brightness about as well as
+# random features do. The SimCLR paper conjectured exactly this to explain why $h$ probes better than $z$: the
+# head is free to discard what the augmentations change, which a downstream task might need. Chapter 8 measures
+# what the head does to the probe.
 #
 # **What to take away**
 # - A training example is a pair of heavily augmented views; the pair, not a label, is the supervision.
-# - The recipe is the specification. A recipe that makes the task easy (colour alone) yields a solved task and
-#   poor features; crops and colour together make it hard, and the features good.
-# - The network learns to ignore what the recipe varies, brightness included, but in its head: the encoder's
-#   $h$ keeps it.
+# - The recipe is the specification. Colour alone makes the task easy and the features poor; crops and colour
+#   together make it hard and the features good.
+# - The network learns to ignore what the recipe varies, brightness included, but in its head: $h$ keeps it.
 # - Compare single runs only against the seed-to-seed spread: crop and colour matter, blur is a tie.
 # - Next: [chapter 2](02_loss_indexing) turns a batch of pairs into a loss.
 #
 # **Exercises**
 # 1. *The paper's crop.* In the crop-area cell, use
-#    `recipe_steps(AugmentationParams(crop_scale=(0.08, 1.0)))["crop"]`. Predict the new minimum and median area
-#    share; the check cell below it then fails, as it should: it guards the 30% this chapter's recipe promises.
+#    `recipe_steps(AugmentationParams(crop_scale=(0.08, 1.0)))["crop"]`. Predict the new minimum and median
+#    share. The check cell below then fails, as it should: it guards this recipe's 30%.
 # 2. *Grayscale, as in the paper.* Draw the pairs from `simclr_transform(recipe_params(["crop", "flip",
-#    "jitter", "gray", "blur"]), normalized=False)` (with `from simclr_core.augment import recipe_params`). About
-#    how many of the 16 views should come out grey? Count them.
+#    "jitter", "gray", "blur"]), normalized=False)` (`recipe_params` is in `simclr_core.augment`). How many of
+#    the 16 views should come out grey? Count them.
 # 3. *Colour and the pixel distance.* Build the pixel-distance pairs with
-#    `SSLAugmentation(images, simclr_transform(AugmentationParams(jitter_p=0.0)))`. Predict whether the ratio of
-#    same-image to different-image distance falls or rises without colour jitter, then check.
-# 4. *A smaller change.* In the last section, scale the brightness by a factor from 0.9 to 1.1 instead
-#    (`brightness_views(..., params=AugmentationParams(brightness=0.1))`). Predict how the three $R^2$ move when
-#    the change is small.
-# 5. *An ablation row of your own.* Predict where crop, flip and blur without colour land among the bars, then
-#    train it for the same 1,000 steps (minutes on a 2-core CPU): `python -m simclr_core train --preset quick
-#    --steps 1000 --time-budget 0 --augmentations crop,flip,blur --out runs/no-colour`, then
-#    `python -m simclr_core probe --out runs/no-colour`.
+#    `SSLAugmentation(images, simclr_transform(AugmentationParams(jitter_p=0.0)))`. Predict whether the distance
+#    ratio falls or rises without colour jitter, then check.
+# 4. *A smaller change.* Scale the brightness by 0.9 to 1.1 instead
+#    (`brightness_views(..., params=AugmentationParams(brightness=0.1))`). Predict how the three $R^2$ move.
+# 5. *An ablation row of your own.* Predict where crop, flip and blur without colour land, then train it (minutes
+#    on a 2-core CPU): `python -m simclr_core train --preset quick --steps 1000 --time-budget 0
+#    --augmentations crop,flip,blur --out runs/no-colour`, then `python -m simclr_core probe --out runs/no-colour`.
 
 # %% tags=["hide-cell", "nbval-ignore-output"]
 # Where the stored numbers come from: the data copy, the machine, the commit.

@@ -2,13 +2,12 @@
 # # 2. The loss, indexed: NT-Xent step by step
 #
 # Chapter 1 made pairs of views. This chapter asks: **how does a batch of pairs become one number to minimise, and
-# what does minimising it do?** We follow `simclr_core.loss` on tensors small enough to read.
+# what does minimising it do?**
 #
-# The number is **NT-Xent**, SimCLR's *normalized temperature-scaled cross entropy* {cite:p}`chen2020simclr`, also
-# known as the multi-class N-pair loss {cite:p}`sohn2016npair` and **InfoNCE** {cite:p}`oord2018cpc`. Instance
-# discrimination {cite:p}`wu2018instance` used the same softmax against a memory bank. A batch of $B$ images gives
-# $N = 2B$ unit vectors, $Z = [z^{(1)}; z^{(2)}]$. Row $i$'s positive, the other view of its image, is row
-# $(i + B) \bmod N$. With cosines $s_{ij} = z_i \cdot z_j$ and a temperature $T$:
+# The number is SimCLR's **NT-Xent** {cite:p}`chen2020simclr`, also called **InfoNCE** {cite:p}`oord2018cpc` or
+# the multi-class N-pair loss {cite:p}`sohn2016npair`. $B$ images give $N = 2B$ unit vectors
+# $Z = [z^{(1)}; z^{(2)}]$. Row $i$'s positive, the other view of its image, is row $(i + B) \bmod N$. With
+# cosines $s_{ij} = z_i \cdot z_j$ and a temperature $T$:
 #
 # $$\ell_i = -\log \frac{\exp(s_{i,p(i)}/T)}{\sum_{k \ne i} \exp(s_{ik}/T)}, \qquad
 #   L = \frac{1}{N}\sum_i \ell_i .$$
@@ -37,8 +36,7 @@ torch.set_printoptions(precision=3, sci_mode=False)
 # %% [markdown]
 # ## Three images, two views each
 #
-# $B = 3$ images with 2-D unit embeddings: points on a circle. View 2 of each image is view 1 turned a little:
-# partners close, images far apart.
+# Points on a circle: each image's view 2 is its view 1 turned a little. Partners close, images far apart.
 
 # %%
 B, T = 3, 0.5
@@ -52,8 +50,8 @@ print(Z)
 # %% [markdown]
 # ## The similarity matrix and its mask
 #
-# $S = Z Z^\top$ compares every view with every other. Its diagonal, a view against itself, is no answer a row may
-# give: it becomes $-\infty$ before the softmax. Red boxes mark the positives, $B$ places off the diagonal.
+# $S = Z Z^\top$ compares every view with every other; red boxes mark the positives. The diagonal, a view against
+# itself, is a trivial answer: it becomes $-\infty$ before the softmax.
 
 # %%
 S = Z @ Z.T
@@ -80,8 +78,7 @@ for i in range(N):
 # %% [markdown]
 # ## Cross-entropy on S / T is the loss
 #
-# With the diagonal masked, `cross_entropy` on these logits and targets is the mean of $\ell_i$. A loop written
-# from the formula agrees:
+# `cross_entropy` on these masked logits and targets is the mean of $\ell_i$; a loop over the formula agrees:
 
 # %%
 def naive_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> float:
@@ -108,11 +105,10 @@ assert abs(loss.item() - reference) < 1e-5
 # %% [markdown]
 # ## p_pos and top-1: reading the softmax
 #
-# Training logs two summaries of the softmax:
+# Training logs two summaries:
 #
-# - **p_pos**: the probability a row gives its positive, averaged. Chance is $1/(N-1)$.
-# - **top-1**: the share of rows whose positive is the most similar view: retrieval inside the batch, with no class
-#   label.
+# - **p_pos**: the mean probability a row gives its positive; chance is $1/(N-1)$.
+# - **top-1**: the share of rows whose positive is the most similar view.
 
 # %%
 probabilities = logits.softmax(dim=1)
@@ -131,9 +127,8 @@ assert metrics["top1"] == 1.0 and metrics["p_pos"] > 1 / (N - 1)
 # %% [markdown]
 # ## What the loss does to the points
 #
-# Minimising the loss moves the embeddings. Which way? Autograd on `nt_xent` gives each vector's gradient; the
-# normalisation before the loss removes its radial part. Minus what is left, along the circle, is the *force*. On
-# the right, row 0's own loss is split into pieces acting on view 0.
+# Minimising the loss moves each view along its *force*, minus its gradient; the normalisation before the loss
+# keeps it along the circle. On the right, row 0's loss is split into pieces acting on view 0.
 
 # %%
 def on_circle(theta: torch.Tensor) -> torch.Tensor:
@@ -182,18 +177,17 @@ print(f"row 0: 1 - p_pos = {weights[targets[anchor]]:.3f}; P of the negatives",
       " ".join(f"{-weights[j]:.3f}" for j in others if j != targets[anchor]))
 
 # %% [markdown]
-# Each view 1 is pushed counterclockwise, each view 2 clockwise: partners move toward each other. The forces add
-# up to zero, since turning the whole picture changes no cosine.
+# Each view 1 is pushed counterclockwise, each view 2 clockwise: partners move toward each other. The forces sum
+# to zero: turning the whole picture changes no cosine.
 #
-# The pieces are one row's gradient with respect to its anchor:
+# In symbols, row $i$'s pieces add up to:
 #
 # $$-\frac{\partial \ell_i}{\partial z_i} = \frac{1}{T}\Big[(1 - P_{i,p(i)})\, z_{p(i)}
 #   - \sum_{j \ne i,\, p(i)} P_{ij}\, z_j\Big].$$
 #
 # The partner pulls with weight $1 - p_\text{pos}$, what the row still misses. Each negative pushes with its
-# softmax probability, so the hardest negatives push most {cite:p}`wang2021behaviour`. The arrows on the left add
-# up all six rows: a view is the anchor of one and a candidate in the others. [Chapter 4](04_temperature_hard_negatives)
-# shows how $T$ shares out the weights.
+# softmax probability, so the hardest negatives push most {cite:p}`wang2021behaviour`. The arrows on the left sum
+# all six rows. [Chapter 4](04_temperature_hard_negatives) shows how $T$ shares out the weights.
 
 # %% tags=["hide-cell"]
 # Check: row 0's pieces add up to minus the autograd gradient of its own loss; each
@@ -230,8 +224,7 @@ assert abs(force.sum().item()) < 1e-6  # turning everything changes nothing
 # %% [markdown]
 # ## Following the forces
 #
-# Let the forces act: gradient descent on the six angles moves each view a small step along its force, again and
-# again.
+# Gradient descent on the six angles lets the forces act:
 
 # %%
 steps, step_size = 40, 0.5
@@ -273,9 +266,8 @@ print("spacing of the images at the end:", " ".join(f"{arc:.2f}" for arc in spac
       f"rad (2 pi / B = {2 * math.pi / B:.2f})")
 
 # %% [markdown]
-# The partners meet and the three images spread a third of the circle apart. Positives together, the rest spread
-# evenly: this is *alignment* and *uniformity* {cite:p}`wang2020alignment`, on six points. The loss falls from
-# 0.220 to 0.182 and stops there: no force is left.
+# The partners meet, and the three images end a third of the circle apart: *alignment* and *uniformity*
+# {cite:p}`wang2020alignment` on six points. The loss falls from 0.220 to 0.182 and stops: no force is left.
 
 # %% tags=["hide-cell"]
 # Check: each step moves each angle along its force; the loss never rises and ends
@@ -293,9 +285,9 @@ assert abs(losses[-1] - math.log(1 + 4 * math.exp((-0.5 - 1) / T))) < 1e-4
 # %% [markdown]
 # ## What a bad embedding costs
 #
-# If the encoder collapses, every view is one vector, every row's softmax is uniform, and the loss is
-# $\log(N - 1)$ whatever $T$. Correct pairs that stand out score below it. Wrong pairs can score above: in this toy,
-# pairing each view 1 with the *previous* image's view 2, far away, costs more than collapse.
+# A collapsed encoder maps every view to one vector: every softmax is uniform, and the loss is $\log(N - 1)$
+# whatever $T$. Correct pairs that stand out score below it; wrong pairs can score above. Here, pairing each view
+# 1 with the *previous* image's view 2 costs more than collapse.
 
 # %%
 collapsed = F.normalize(torch.ones(B, 2), dim=1)
@@ -313,8 +305,8 @@ assert loss.item() < math.log(N - 1) < wrong.item()
 # %% [markdown]
 # ## Where training starts
 #
-# Where does an untrained network stand on a real batch? We take the `quick` preset's network (chapter 3) at its
-# initialisation, in training mode, and feed it two augmented views of one training batch.
+# Where does an untrained network stand? The `quick` preset's network (chapter 3), freshly initialised, embeds two
+# augmented views of a real batch.
 
 # %% tags=["nbval-ignore-output"]
 from simclr_core.augment import AugmentationParams
@@ -350,26 +342,22 @@ assert mean_cosine > 0.6
 assert abs(start_loss - start_log) < 0.3
 
 # %% [markdown]
-# The untrained network maps every view into a narrow cone. Nearly collapsed, it barely prefers a view's partner to
-# the rest, and its loss sits near $\log(N - 1)$: where chapter 3's curves begin.
+# The untrained network maps every view into a narrow cone. Nearly collapsed, its loss sits near $\log(N - 1)$:
+# where chapter 3's curves begin.
 #
 # **What to take away**
-# - Positives sit $B$ places off the diagonal: `targets = (arange(N) + B) % N`. The masked diagonal removes the
-#   trivial answer "I am most like myself".
-# - NT-Xent is an $(N-1)$-way cross-entropy per view; p_pos and top-1 read off how it is going.
-# - Its gradient is a set of forces on the sphere: partners pull with weight $1 - p_\text{pos}$, negatives push
-#   with their softmax probability. Followed, they join partners and spread images apart.
+# - NT-Xent is an $(N-1)$-way cross-entropy per view. Its targets sit $B$ places off the masked diagonal:
+#   `targets = (arange(N) + B) % N`.
+# - Its gradient is a set of forces: partners pull with weight $1 - p_\text{pos}$, negatives push with their
+#   softmax probability, until partners meet and images spread apart.
 # - Next: [chapter 3](03_training) trains an encoder with it.
 #
-# **Exercises** (each reruns in a second: change the toy cell and run the chapter again)
-# 1. *Views that disagree.* Turn view 2 by 1.1 radians instead of 0.3. Predict p_pos and top-1 first. Expect
-#    loss 0.94, p_pos 0.39 and top-1 2/6: each view 2 is now nearer the next image's view 1. Which check cells
-#    fail, and for a good reason?
-# 2. *Temperature.* Set `T` to 0.1, then 5. Why does the collapsed loss stay $\log(N-1)$? Expect the correct
-#    pairs' loss near 0 at $T = 0.1$, and 1.39 at $T = 5$ with p_pos 0.25 though top-1 is still 1. What do the
-#    weights $1 - p_\text{pos}$ then say of the forces?
-# 3. *A bigger batch.* Set `B = 8` and `angles = torch.arange(B) * 2 * math.pi / B`. Predict the collapsed loss,
-#    $\log 15 = 2.71$, and which check cells need their hard-coded values updated.
-# 4. *Decoupled contrastive learning.* DCL {cite:p}`yeh2022dcl` drops the positive from the denominator: change
-#    `if k != i` to `if k != i and k != positive` in `naive_nt_xent`. Why must the loss now be lower than NT-Xent
-#    (here $-1.41$ against $0.22$), and what is its collapsed value?
+# **Exercises**
+# 1. *Views that disagree.* Turn view 2 by 1.1 radians, not 0.3. Predict p_pos and top-1. Which checks fail, and
+#    rightly?
+# 2. *Temperature.* Set `T` to 0.1, then 5. Why does collapse still cost $\log(N-1)$? At $T = 5$ top-1 stays 1
+#    but p_pos falls to 0.25: what do the weights $1 - p_\text{pos}$ say of the forces?
+# 3. *A bigger batch.* Set `B = 8` and `angles = torch.arange(B) * 2 * math.pi / B`. Predict the collapsed loss.
+# 4. *Decoupled contrastive learning.* DCL {cite:p}`yeh2022dcl` drops the positive from the denominator: in
+#    `naive_nt_xent`, use `if k != i and k != positive`. Why is its loss lower than NT-Xent's, and what is it at
+#    collapse?

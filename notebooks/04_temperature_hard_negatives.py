@@ -1,16 +1,9 @@
 # %% [markdown]
 # # 4. Temperature and hard negatives: where the gradient goes
 #
-# NT-Xent divides every similarity by a temperature $T$ before the softmax (the reference uses $T = 0.2$).
-# This chapter answers: **what does $T$ change?** Not which answer is right, but *how the gradient is shared
-# among the negatives*. For one anchor $i$ with softmax probabilities $P_{ij}$ over its candidates, the
-# gradient of its loss with respect to a negative's similarity is
-#
-# $$\frac{\partial \ell_i}{\partial s_{ij}} = \frac{P_{ij}}{T} \quad (j \text{ a negative}), \qquad
-#   \frac{\partial \ell_i}{\partial s_{i,p(i)}} = \frac{P_{i,p(i)} - 1}{T}.$$
-#
-# A negative is pushed away in proportion to its softmax probability. Negatives that already look like the
-# anchor (**hard negatives**) get a large share; low temperatures make that share larger still.
+# NT-Xent divides every similarity by a temperature $T$ before the softmax. **What does $T$ change?** Not which answer
+# is right, but *how the push is shared among the negatives*: a low $T$ hands more of it to the **hard negatives**,
+# those most like the anchor.
 
 # %% tags=["parameters"]
 from simclr_core.config import book_scale, environment_default
@@ -40,8 +33,7 @@ TEMPERATURES = [0.05, 0.1, 0.2, 0.5, 1.0]
 # %% [markdown]
 # ## One anchor, sixteen candidates
 #
-# A hand-made anchor: its positive has similarity 0.9, and 15 negatives range from clearly different (-0.3)
-# to nearly as similar as the positive (0.8). The same similarities, softmaxed at five temperatures:
+# A hand-made anchor: a positive at similarity 0.9 and 15 negatives from -0.3 to 0.8, softmaxed at five temperatures:
 
 # %%
 # index 0 is the positive, then 15 negatives from clearly different to nearly as similar
@@ -61,16 +53,18 @@ for T in TEMPERATURES:
     print(f"T = {T:<4}  p_pos = {p[0]:.3f}  hardest negative = {p[-1]:.3f}")
 
 # %% [markdown]
-# At high temperature the softmax is nearly flat: every negative gets a similar, small push. At low
-# temperature almost all the mass sits on the positive and the few negatives closest to it. The hardest
-# negative's own probability is not monotonic in $T$ (0.220 at 0.1, 0.116 at 0.05), because at very low $T$
-# the positive absorbs most of the mass; what grows as $T$ falls is its share *among the negatives*, measured
-# below.
+# At high $T$ the softmax is nearly flat: every negative gets a small, similar push. At low $T$ the mass sits on the
+# positive and the closest negatives. At very low $T$ the positive takes so much that even the hardest negative's
+# probability falls (0.220 at 0.1, 0.116 at 0.05); its share *among the negatives* still grows.
 #
 # ## The gradient on each negative is P / T
 #
-# We check the formula above with autograd: differentiate the anchor's cross-entropy with respect to its
-# similarities and compare with the softmax.
+# For anchor $i$ with softmax probabilities $P_{ij}$, the gradient of its loss is
+#
+# $$\frac{\partial \ell_i}{\partial s_{ij}} = \frac{P_{ij}}{T} \quad (j \text{ a negative}), \qquad
+#   \frac{\partial \ell_i}{\partial s_{i,p(i)}} = \frac{P_{i,p(i)} - 1}{T},$$
+#
+# so a negative is pushed in proportion to its probability. Autograd agrees:
 
 # %%
 gradients = {}
@@ -101,15 +95,13 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# On a log scale each curve is a straight line of slope $1/T$: the push grows *exponentially* with the
-# negative's similarity, and the lower the temperature, the steeper. At $T = 0.05$ the hardest negative is
-# pushed many orders of magnitude harder than the easiest.
+# On a log scale each curve is a straight line of slope $1/T$: the push grows *exponentially* with similarity. At
+# $T = 0.05$ the hardest negative is pushed over a million times harder than the easiest.
 #
 # ## How concentrated is the push?
 #
-# Two summaries of the negatives' share of the gradient, as $T$ varies: the **entropy** of the weights
-# (in nats: $\log 15 \approx 2.71$ when all 15 negatives share equally) and the **top-3 share** (the fraction
-# of the total push that goes to the three hardest negatives; 0.2 when equal).
+# Two summaries: the **entropy** of the negatives' weights ($\log 15 \approx 2.71$ nats if equal) and the **top-3
+# share**, the three hardest negatives' part (0.2 if equal).
 
 # %%
 grid = torch.logspace(-2, 0.5, 30, dtype=torch.float64)
@@ -136,15 +128,11 @@ assert grid_top3[0] > 0.9 and grid_top3[-1] < 0.3
 # %% [markdown]
 # ## Hard negatives in real images
 #
-# Now the trained encoder of chapter 3 (trained here if that run is missing). We embed 2,000 test images,
-# without augmentation, into the space the loss works in ($z$, after the projection head), and ask the same
-# question of real batches of 256 images: what share of each anchor's push goes to its 5% hardest
-# negatives?
+# Now chapter 3's encoder (trained here if missing). We embed 2,000 test images into $z$, where the loss works, and
+# ask of batches of 256: what share of each anchor's push goes to its 5% hardest negatives?
 #
-# These embeddings were trained at one temperature, the run's (printed below). Softmaxing them again at the
-# five temperatures shows how each $T$ would share the push *on these embeddings*, not how a run trained at
-# that $T$ would have shared it: such a run would have arrived at different embeddings. Only the row for the
-# trained $T$ describes the gradients this run actually followed.
+# The embeddings were trained at one $T$, printed below. The other rows show how each $T$ would share the push *on
+# these embeddings*, not what training at that $T$ would do.
 
 # %% tags=["nbval-ignore-output"]
 cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE, precision=PRECISION), SCALE)
@@ -180,10 +168,9 @@ assert real_share[0.2] > 1.5 * k / negatives.shape[1]
 # %% [markdown]
 # ## Who are the hard negatives?
 #
-# For six test images drawn at random (left column), the five *other* test images the encoder finds most
-# similar: the negatives that would get the biggest push in a batch with it. Some are of the **same class** as
-# the anchor: there the loss is pushing apart, say, two different cats, because it has no labels to tell it they
-# belong together. Six rows are a small sample, so the cell after the figure counts over all 2,000 anchors.
+# Six random test images (left), each with the five *other* images the encoder finds most similar: its hardest
+# negatives. Some share its **class**: with no labels, the loss pushes two different cats apart. The next cell counts
+# over all 2,000.
 
 # %%
 anchors = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:6]
@@ -209,18 +196,14 @@ print(f"over all {len(test)} anchors: a share of {same_class:.2f} of the 5 harde
 assert same_class > 0.2
 
 # %% [markdown]
-# This is the tension {cite:t}`wang2021behaviour` named the *uniformity-tolerance dilemma*. The contrastive loss
-# is hardness-aware, and the temperature sets how strongly it penalises hard negatives. A low temperature
-# concentrates the push on them, which spreads embeddings evenly (uniformity) but also tears apart images of the
-# same class that happen to be similar (less tolerance). A high temperature treats easy and hard negatives more
-# alike: more tolerant of similar images, but with less uniform embeddings. Values around 0.1-0.5 are the usual
-# compromise; the reference uses 0.2.
+# {cite:t}`wang2021behaviour` call this the *uniformity-tolerance dilemma*. A low $T$ concentrates the push on hard
+# negatives, which spreads embeddings evenly (uniformity) but tears similar images of one class apart (less
+# tolerance). A high $T$ is more tolerant and less uniform. The usual compromise is 0.1-0.5; the reference uses 0.2.
 #
 # ## Trained at five temperatures
 #
-# The book's `quick` run uses 0.05. Which side of the dilemma wins when a network is trained? `bench/pretraining.py`
-# trained the `quick` preset for 1,000 steps at five temperatures (five seeds at 0.05, two at 0.1 and 0.2, one at
-# 0.5 and 1.0) and probed each run's features with chapter 5's linear probe.
+# Which side wins in training? `bench/pretraining.py` trained the book's `quick` preset ($T = 0.05$) for 1,000 steps
+# at five temperatures, then ran chapter 5's linear probe.
 
 # %%
 import statistics
@@ -252,11 +235,11 @@ assert mean_probe[0.2] > mean_probe[0.5] > mean_probe[1.0]
 assert abs(mean_probe[0.05] - mean_probe[1.0] - 0.088) < 0.001
 
 # %% [markdown]
-# The low temperatures win: 0.05 and 0.1 tie, and from 0.2 up every step costs, 8.8 points by $T = 1$. On this short
-# run lower temperatures give better probes; which side of the dilemma causes that is not measured here. (Chapter 8
-# shows what else moves with $T$.) And the hard negatives themselves? The same runs at 0.05, 0.2 and 1.0, measured as
-# above: for each of 2,000 test images, how often its five hardest negatives share its class, in the $z$ the loss
-# compares and in the encoder's $h$.
+# The low temperatures win: 0.05 and 0.1 tie, and from 0.2 up each step costs, 8.8 points by $T = 1$. The cause is not
+# measured here; chapter 8 shows what else moves with $T$.
+#
+# And the hard negatives? For the runs at 0.05, 0.2 and 1.0, how often an image's five hardest negatives share its
+# class, in $z$ and $h$:
 
 # %% tags=["nbval-ignore-output"]
 hard = {row["temperature"]: row for row in rows("pretraining", "hard negatives")}
@@ -281,22 +264,16 @@ for layer in ("z", "h"):
     assert at[1.0] < min(at[0.2], at[0.05]) - 0.05
 
 # %% [markdown]
-# Training at a lower temperature pushed the hardest negatives further away: the hardest negative's similarity in
-# $z$ falls from 0.99 at $T = 1$ (everything crowded together) to 0.93 at 0.2 and 0.89 at 0.05. That is the
-# uniformity side of the dilemma, seen after training. The tolerance side, images of one class torn apart at low
-# $T$, does not show up as fewer same-class hardest negatives: their share is *higher* at the low temperatures,
-# 0.28 at $T = 0.2$ and 0.30 at 0.05 against 0.21 at $T = 1$ in $z$ (0.29, 0.32 and 0.23 in $h$), all far above
-# the chance level of 0.10. These are single runs with no seed spread for this measure, so only the gap of 7
-# points or more from $T = 1$ is read here; 0.2 against 0.05 is not.
+# Lower temperatures pushed the hardest negatives further away: in $z$ the hardest similarity falls from 0.99 at
+# $T = 1$ to 0.93 at 0.2 and 0.89 at 0.05, the uniformity side. The tolerance side does not show: same-class hardest
+# negatives are *more* common at low $T$. In $z$ their share is 0.21 at $T = 1$, 0.28 at 0.2 and 0.30 at 0.05; in $h$
+# 0.23, 0.29 and 0.32, all far above chance (0.10). With single runs, only the gap from $T = 1$ is read.
 #
 # ## More negatives for the same work?
 #
-# The batch size sets how many negatives each anchor is contrasted with: $2B - 2$. The SimCLR paper found larger
-# batches better, most of all in short runs {cite:p}`chen2020simclr`, comparing them at equal epochs, that is,
-# at equal images seen, so a larger batch also took fewer steps. We do the
-# same at CPU scale: `bench/ablation.py` (chapter 1's ablation script) trained the `quick` preset on the same
-# 128,000 images (12.8 passes over its 10,000) at batch 64, 128 and 256, scaling AdamW's learning rate by the
-# square root of the batch ratio, and probed each encoder.
+# The batch size sets each anchor's number of negatives, $2B - 2$. The SimCLR paper found larger batches better, most
+# of all in short runs, at equal epochs and so fewer steps {cite:p}`chen2020simclr`. `bench/ablation.py` did the same
+# at CPU scale: 128,000 images at batch 64, 128 and 256, the learning rate scaled by the batch ratio's square root.
 
 # %%
 from simclr_core.results import by_name, provenance
@@ -319,34 +296,24 @@ assert spread.is_tie(max(probe.values()) - min(probe.values()))
 assert probe["batch 256"] < max(probe.values())
 
 # %% [markdown]
-# Between 64 and 256, the batch size made no difference we can measure: the three probes lie within 0.6 points of each
-# other, under the tie threshold of two single runs (2 sqrt(2) times the seed standard deviation, about 1.75 points;
-# chapter 1), and 256 is not the best of them. Four times the negatives per anchor did not buy better features when it
-# also meant a quarter of the steps. We timed each batch size only once, on a shared machine, which is too little to
-# say whether a larger batch is faster per image here. The paper's batches ran from 256, our largest, up to 8,192,
-# trained with LARS on TPUs for 100 epochs or more; this measurement says nothing about that regime.
+# Batch 64 to 256 made no measurable difference: the probes lie within 0.6 points, under the tie threshold for two
+# single runs (about 1.75 points; chapter 1), and 256 is not the best. Four times the negatives, at a quarter of the
+# steps, did not buy better features. The paper's batches, up to 8,192 with LARS on TPUs, lie outside this test.
 #
 # **What to take away**
-# - $T$ does not change which answer is right; it changes how the gradient is shared: $\partial\ell/\partial
-#   s_{ij} = P_{ij}/T$.
-# - Lower $T$ sends more of the push to the hardest negatives, and in real data those share the anchor's class
-#   more often than chance.
-# - Trained, the low temperatures win on this short run (0.05 and 0.1 tie; 1.0 costs 8.8 points), and they push
-#   the hardest negatives further away without lowering the share of them that share the anchor's class.
-# - Batch 64, 128 and 256 at equal images are a tie.
-# - Next: [chapter 5](05_linear_probe) measures whether the features separate classes after all.
+# - $T$ shares out the gradient, $\partial\ell/\partial s_{ij} = P_{ij}/T$, without changing which answer is right.
+# - Lower $T$ pushes the hardest negatives harder; in real data they share the anchor's class more often than chance.
+# - Trained, low temperatures win here (1.0 costs 8.8 points) and push the hardest negatives further away.
+# - Batch 64, 128 and 256 at equal images tie.
+# - Next: [chapter 5](05_linear_probe): do the features separate classes?
 #
 # **Exercises**
-# 1. *The limits of T.* Add 0.01 and 10 to `TEMPERATURES` and predict the bars before running. As $T \to 0$ the
-#    softmax puts all its mass on the largest similarity (here the positive, so p_pos goes to 1 and the loss
-#    to 0); as $T \to \infty$ it tends to uniform, $1/16$ for every candidate.
-# 2. *A negative that beats the positive.* Make the hardest negative more similar than the positive: end the
-#    `linspace` at 0.95 instead of 0.8. Predict p_pos at $T = 0.05$ and the gradient on that negative. Expect the
-#    loss to grow like $(0.95 - 0.9)/T$ as $T$ falls: a low temperature punishes a wrong ranking hard.
-# 3. *How far do hard negatives share the class?* In the same-class cell, use `k=30` and then `k=200` in
-#    `nearest_neighbours`. Expect the share to fall towards chance as $k$ grows; with all 1,999 other images it
-#    is chance by counting (about 0.10 for 2,000 class-balanced test images).
-# 4. *Train at another temperature.* Train chapter 3 at `temperature=0.5` into its own `RUN_DIR` (see chapter
-#    3's exercises) and run this chapter on it with the same change. Note that the real-image cells here
-#    re-softmax embeddings trained at one temperature at five others, so only the row for the trained $T$
-#    describes the gradients the run actually followed.
+# 1. *The limits of T.* Add 0.01 and 10 to `TEMPERATURES`; predict the bars first. As $T \to 0$ the largest
+#    similarity, here the positive, takes all the mass and the loss goes to 0; as $T \to \infty$ every candidate
+#    tends to $1/16$.
+# 2. *A negative that beats the positive.* End the `linspace` at 0.95, not 0.8, and predict p_pos at $T = 0.05$.
+#    The loss should grow like $(0.95 - 0.9)/T$ as $T$ falls: a low $T$ punishes a wrong ranking hard.
+# 3. *How far do hard negatives share the class?* Where `hardest` is computed, try `k=30`, then `k=200`. The share
+#    should fall towards chance, reached by counting with all 1,999 others.
+# 4. *Train at another temperature.* Train chapter 3 at `temperature=0.5` into its own `RUN_DIR` (chapter 3's
+#    exercises) and run this chapter on it with the same change.
