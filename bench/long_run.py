@@ -40,7 +40,7 @@ from simclr_core.model import load_model
 from simclr_core.optim import decay_start
 from simclr_core.pretrained import WEIGHTS, export
 from simclr_core.probe import cached_features, label_efficiency, random_encoder, train_linear_probe
-from simclr_core.results import RowFile
+from simclr_core.results import RowFile, curve_points
 from simclr_core.resume import TrainingStopped
 from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.storage import RunPaths, stored_run_log
@@ -72,7 +72,7 @@ LEVERS: dict[str, dict[str, Any]] = {  # name -> what it changes in BASE
 # the others tied and keep the base's value (bench/README.md lists which were run).
 LONG: dict[str, Any] = dict(augmentations="crop,flip,jitter,gray,blur",
                             save_every=2)  # a checkpoint every 2 epochs: about 9 minutes on the clock
-CURVE_EPOCHS = (1.25, 2.5, 5, 10, 20, 40, 80)  # doubling; 40 epochs fit 3 hours of a 2-core AMD EPYC's clock
+CURVE_EPOCHS = (0.625, 1.25, 2.5, 5, 10, 20, 40, 80)  # doubling; 40 epochs fit 3 hours of a 2-core AMD EPYC's clock
 FEW_LABELS = {5: 3, 25: 3, 100: 1}  # labels a class -> labelled subsets probed at every point (payoff issue)
 RESULTS = Path(__file__).parent / "results" / "long_run.json"
 RUNS = Path(__file__).parent.parent / "runs" / "long"
@@ -154,7 +154,8 @@ def point_steps(cfg: Config, epochs: float) -> int:
 
 def branch(trunk_cfg: Config, trunk: Path, steps: int, out: Path) -> dict[str, Any]:
     """The wsd run of `steps` steps in `out`: the trunk (the same run planned longer) trained to where this run's
-    decay begins and stopped there, its checkpoint copied to `out`, and continued to `steps` with the decay."""
+    decay begins and stopped there, its checkpoint copied to `out`, and continued to `steps` with the decay. A point
+    whose decay begins before where the trunk already is gets trained alone from step 0: the same run."""
     cfg = Config.from_dict({**trunk_cfg.to_dict(), "steps": steps})
     log = stored_run_log(str(out))
     if log is not None and log["config"] == cfg.to_dict():
@@ -162,9 +163,8 @@ def branch(trunk_cfg: Config, trunk: Path, steps: int, out: Path) -> dict[str, A
     start = decay_start(steps)
     trunk_log = stored_run_log(str(trunk))
     done = len(trunk_log["step_loss"]) if trunk_log else 0
-    if done > start:
-        raise RuntimeError(f"the trunk in {trunk} is at step {done}, past this point's decay start {start}: "
-                           f"make the points in order, shortest first")
+    if done > start:  # a point added after the trunk went past it: the same run, trained again from step 0
+        return train_ssl(cfg, str(out))
     if done < start:
         with contextlib.suppress(TrainingStopped):  # the stop asked for at `start`, or a signal's: told apart below
             train_ssl(trunk_cfg, str(trunk), resume=trunk_log is not None, stop_at_step=start)
@@ -239,10 +239,10 @@ def random_init_row(data: str) -> dict[str, Any]:
 def export_weights(results: RowFile, runs: Path) -> None:
     """Ship the encoder of the curve's longest point as `pretrained.load("long")`: its file in half precision with
     a model card from the point's row; prints the sha256 to enter in `pretrained.SHIPPED`."""
-    points = [row for row in results.rows() if row["group"] == "curve" and row["epochs"] > 0]
+    points = curve_points(results.rows())
     if not points:
         raise SystemExit("no curve point is stored yet: run --group curve first")
-    row = max(points, key=lambda row: row["epochs"])
+    row = points[-1]
     out = point_folder(runs, row["epochs"])
     keys = ("epochs", "steps", "images_seen", "clock_seconds_per_step", "clock_seconds", "train_seconds",
             "probe_val", "probe_test", "knn200_val", "knn200_test", "effective_rank_h", "few_label_probe_test",

@@ -48,7 +48,7 @@ from simclr_core.data import ImageSet, load_split, split_off_holdout
 from simclr_core.engine import load_or_train
 from simclr_core.model import load_model
 from simclr_core.probe import extract_features, train_linear_probe
-from simclr_core.results import RowFile
+from simclr_core.results import RowFile, curve_points
 from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.storage import RunPaths
 from simclr_core.supervised import (
@@ -244,8 +244,7 @@ def main() -> None:
     if "table" in args.group:
         table(ex, recipe, tuned, book)
     if "curves" in args.group:
-        longest = max(row["clock_seconds"] + row["probe_seconds"] for row in long_run if row["group"] == "curve"
-                      and row["steps"])
+        longest = max(row["clock_seconds"] + row["probe_seconds"] for row in curve_points(long_run))
         curves(ex, recipe, longest)
     if "reuse" in args.group:
         reuse(ex, recipe, book)

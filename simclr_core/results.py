@@ -101,6 +101,18 @@ def by_name(name: str, group: str | None = None) -> dict[str, dict[str, Any]]:
     return {row["name"]: row for row in rows(name, group)}
 
 
+def curve_points(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The long run's trained points among `found` (bench/long_run.py's rows), shortest pre-training first."""
+    return sorted((row for row in found if row.get("group") == "curve" and row["epochs"] > 0),
+                  key=lambda row: row["epochs"])
+
+
+def long_run_curve() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The stored long run (bench/long_run.py, group `curve`): its network at random init, then its points."""
+    found = rows("long_run", "curve")
+    return next(row for row in found if row["epochs"] == 0), curve_points(found)
+
+
 def provenance(row: dict[str, Any]) -> str:
     """Where a stored number came from: 'data: cifar10-jpeg; machine: AMD EPYC (bf16 units: ...), ...; code: <commit>'
     (rows made before rows were stamped with a commit have none)."""

@@ -43,6 +43,16 @@ def test_rows_are_read_by_group_and_a_missing_file_says_what_makes_it(tmp_path: 
         results.rows("payoff")
 
 
+def test_the_long_run_curve_is_its_random_init_then_its_points_shortest_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(results, "RESULTS", tmp_path)
+    (tmp_path / "long_run.json").write_text(json.dumps([
+        {"group": "curve", "name": "10 epochs", "epochs": 10}, {"group": "levers", "name": "base", "epochs": 3},
+        {"group": "curve", "name": "random init", "epochs": 0}, {"group": "curve", "name": "2.5", "epochs": 2.5}]))
+    floor, points = results.long_run_curve()
+    assert floor["name"] == "random init" and [row["epochs"] for row in points] == [2.5, 10]
+
+
 def test_the_stored_results_the_chapters_read_are_in_the_repository() -> None:
     for name in ("ablation", "pretraining", "payoff"):
         assert results.rows(name), f"bench/results/{name}.json is empty"
