@@ -1,19 +1,19 @@
 # %% [markdown]
 # # 6. Representation geometry: alignment, uniformity and neighbours
 #
-# The linear probe gives one number. This chapter, beyond the reference, answers: **what shape does the
-# embedding space take?** {cite:t}`wang2020alignment` showed that the contrastive loss, with many negatives,
-# optimises two properties of the unit-sphere embeddings $z$:
+# The probe gives one number. This chapter asks: **what shape does the embedding space take?**
+# {cite:t}`wang2020alignment` showed that the contrastive loss, with many negatives, optimises two properties of
+# the embeddings $z$ on the unit sphere (lower is better for both, but only together: a network that maps every
+# image to one point aligns perfectly):
 #
-# - **alignment**: positive pairs (two views of one image) land close together,
-#   $\mathcal{L}_{align} = \mathbb{E}\,\lVert z - z^+ \rVert^2$ (lower is better);
-# - **uniformity**: all embeddings spread evenly over the sphere, keeping as much information as possible,
-#   $\mathcal{L}_{unif} = \log \mathbb{E}\, e^{-t\lVert z_i - z_j \rVert^2}$ with $t = 2$ (lower is better).
+# - **alignment**: two views of one image land close together, $\mathcal{L}_{align} = \mathbb{E}\,\lVert z - z^+
+#   \rVert^2$;
+# - **uniformity**: all embeddings spread evenly over the sphere,
+#   $\mathcal{L}_{unif} = \log \mathbb{E}\, e^{-t\lVert z_i - z_j \rVert^2}$ with $t = 2$.
 #
-# We measure both for the trained encoder and for the same network at random init, then look at nearest
-# neighbours: a k-NN classifier and retrieval galleries, which read the class structure without training
-# anything. A third encoder runs beside them: the one of the book's long CPU run, which ships with the package
-# (chapter 5's last section), to show what 45 minutes of training instead of five change in the same measures.
+# We measure both, then read the neighbourhoods (a 2-D map, a k-NN classifier, retrieval galleries) of three
+# encoders: your run, the same network at random init, and the book's long CPU run, which ships with the package
+# (chapter 5).
 
 # %% tags=["parameters"]
 from simclr_core.config import book_scale, environment_default
@@ -55,7 +55,7 @@ trained, _ = load_or_train(cfg, RUN_DIR, progress=False)
 seed_everything(cfg.seed)  # the same random-init weights as chapter 5's baseline
 models = {"SimCLR": trained.to(device).eval(),
           "random init": SimCLRModel(cfg.width, cfg.proj_dim).to(device).eval(),
-          "long run": load("long", device)[0]}  # 45 minutes of a 2-core CPU: chapter 5
+          "long run": load("long", device)[0]}  # 90 minutes of a 2-core CPU: chapter 5
 full_train = load_split(DATA, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)
 full_test = load_split(DATA, "test", cfg.data_root)  # the probe's images, all of them
 test_rows = balanced_indices(full_test.labels, 2000, seed=0)
@@ -66,7 +66,7 @@ bank = full_train.subset(bank_rows)  # the k-NN "memory": labelled training imag
 # %% [markdown]
 # ## Alignment and uniformity
 #
-# Two augmented views of each of 2,000 test images (the same views for both encoders), embedded into $z$.
+# Two augmented views of each of 2,000 test images (the same views for all three encoders), embedded into $z$.
 
 # %%
 torch.manual_seed(0)
@@ -87,11 +87,10 @@ for name, g in geometry.items():
 
 # %% [markdown]
 # The random network's alignment looks excellent, and that is the trap: it maps *every* image to nearly the same
-# point, so two views are close only because everything is close. Its uniformity near 0 (the value for a single point;
-# the ideal on a 128-d sphere is about -4) gives it away. Pre-training spreads the images out: uniformity falls from
-# about 0 by more than 0.5 in your run and to -3.7, near the ideal, in the long run. Its positives end up farther
-# apart than the random network's (a higher alignment loss), but relative to the spread of the images they are much
-# closer: that is what the loss asks for. The histograms make this visible: cosine similarity of positive pairs
+# point. Its uniformity near 0, the value of a single point (the ideal on a 128-d sphere is about -4), gives it away.
+# Pre-training spreads the images out: uniformity falls by more than 0.5 in your run and to -3.8 in the long run.
+# The long run's positives end up farther apart than the random network's, but much closer relative to the spread
+# of the images, which is what the loss asks for. The histograms show it: cosine similarity of positive pairs
 # against pairs of different images.
 
 # %%
@@ -130,17 +129,17 @@ assert geometry["SimCLR"]["uniformity"] < geometry["random init"]["uniformity"] 
 assert separation(geometry["SimCLR"]) > 2 * separation(geometry["random init"])
 assert geometry["SimCLR"]["alignment"] > 5 * geometry["random init"]["alignment"]
 assert geometry["random init"]["uniformity"] > -0.5  # a point's 0, not the sphere's -4
-assert round(geometry["long run"]["uniformity"], 1) == -3.7
+assert round(geometry["long run"]["uniformity"], 1) == -3.8
 assert separation(geometry["long run"]) > 4 > 2 > separation(geometry["random init"])
 
 # %% [markdown]
 # Measured against one image's two views, different images end several times farther apart in the trained
-# networks (4.7 times in the long run) than at random init (under 2).
+# networks (5.1 times in the long run) than at random init (under 2).
 
 # %% [markdown]
 # ```{admonition} Diagnostics, not scores
 # How much do these two numbers say about a run? `bench/pretraining.py` stored them for five seeds of one
-# configuration and for four temperatures (chapter 4's sweep). The cell below sets the two spreads side by side.
+# configuration and for four temperatures (chapter 4's sweep); the cell below sets the two spreads side by side.
 # ```
 
 # %% tags=["nbval-ignore-output"]
@@ -170,25 +169,31 @@ assert round(probe_span["temperatures"], 2) == 0.08
 assert round(probe_span["seeds"], 3) == 0.015
 
 # %% [markdown]
-# Changing only the seed moves alignment and uniformity as far as changing the temperature tenfold does, while
-# the temperature moves the probe by 8 points and the seed by 1.5 (chapter 8). So read them as diagnostics: a
-# uniformity near 0 says collapse, a large change with a cause you can name says something; two runs a few
-# tenths apart are not ranked by them.
+# The seed moves alignment and uniformity as far as a tenfold change of temperature does, while the temperature
+# moves the probe by 8 points and the seed by 1.5. Read them as diagnostics: a uniformity near 0 says collapse; two
+# runs a few tenths apart are not ranked by them.
 #
 # ## A map of the features
 #
-# The picture every reader expects: the encoder's features (256 numbers an image at width 32) squeezed into
-# two dimensions, every test image a point coloured by its class. t-SNE places points that are neighbours in
-# the features near each other in the map; only that means something, not the axes, the distances between
-# clusters or their sizes. The same 2,000 test images for each encoder; no label is used to make the map.
+# Each encoder's features of the same 2,000 test images, squeezed into two dimensions by t-SNE and coloured by
+# class; no label is used to make the map. Points that are neighbours in the features are near each other in the
+# map. Only that means something: not the axes, the distances between clusters or their sizes.
 
 # %%
 from simclr_core.analysis import tsne
 from simclr_core.plots import feature_map
-from simclr_core.probe import extract_features
 
-maps = {name: tsne(extract_features(model.encoder, test, device), seed=0)
-        for name, model in models.items()}
+bf16 = uses_bf16(cfg.precision, device)
+LONG_DIR = as_run("long", "../runs/pretrained-long",
+                  {"data": cfg.data, "data_root": cfg.data_root})
+caches = {"SimCLR": RunPaths(RUN_DIR).features, "random init": shared_cache(),
+          "long run": RunPaths(LONG_DIR).features}
+every = {name: (cached_features(m.encoder, full_train, caches[name], device, bf16),
+                cached_features(m.encoder, full_test, caches[name], device, bf16))
+         for name, m in models.items()}  # h of every image, cached by chapter 5's probe
+features = {name: (train_h[bank_rows], test_h[test_rows])
+            for name, (train_h, test_h) in every.items()}
+maps = {name: tsne(test_h, seed=0) for name, (_, test_h) in features.items()}
 fig = feature_map(maps, test.labels, test.classes)
 plt.show()
 
@@ -215,31 +220,19 @@ assert map_share["SimCLR"][0] > map_share["random init"][0] + 0.05
 assert map_share["long run"][1] > map_share["random init"][1] + 0.1
 
 # %% [markdown]
-# The random network's map has a shape, but the classes are mixed all along it. In your five-minute run's map the
-# vehicles (airplanes, cars, ships and trucks) drift to one side and the animals to the other, with little structure
-# within either. In the long run's, cars and trucks each gather into a region of their own, and so do frogs, ships and
-# airplanes, while cats, dogs, deer and horses still share the middle. The counts above say the same without reading
-# colours: an image's near points in the map share its class more often the longer its encoder trained. A map shows
-# neighbourhoods only, as said above; and a rerun with another seed may move any one feature of it.
+# The random network's map has a shape, but the classes are mixed all along it. In your run's, the vehicles
+# (airplanes, cars, ships, trucks) drift to one side and the animals to the other. In the long run's, cars, trucks and
+# frogs each gather into a region of their own and ships share one with airplanes, while cats, dogs, deer and horses
+# share the middle. The counts above say the same without reading colours. A rerun with another seed may move any one
+# feature of a map.
 #
 # ## k-NN accuracy: classes from neighbours alone
 #
-# A test image gets the majority label of its 20 most cosine-similar training images, in the encoder's
-# features $h$ (the ones the linear probe uses). No training at all: if the classes are clustered, this works.
-# The protocol here is a small one: an unweighted vote (one vote per neighbour), $k = 20$, a bank of 10,000
-# training images, and the 2,000 test images above as queries.
+# A test image gets the majority label of its 20 most cosine-similar training images, in the probe's features $h$.
+# No training at all: if the classes are clustered, this works. The protocol is a small one: one vote per
+# neighbour, a bank of 10,000 training images, the 2,000 test images above as queries.
 
 # %% tags=["nbval-ignore-output"]
-bf16 = uses_bf16(cfg.precision, device)
-LONG_DIR = as_run("long", "../runs/pretrained-long",
-                  {"data": cfg.data, "data_root": cfg.data_root})
-caches = {"SimCLR": RunPaths(RUN_DIR).features, "random init": shared_cache(),
-          "long run": RunPaths(LONG_DIR).features}
-every = {name: (cached_features(m.encoder, full_train, caches[name], device, bf16),
-                cached_features(m.encoder, full_test, caches[name], device, bf16))
-         for name, m in models.items()}  # features of every image, cached by chapter 5
-features = {name: (train_h[bank_rows], test_h[test_rows])
-            for name, (train_h, test_h) in every.items()}
 knn = {name: knn_accuracy(f_bank, bank.labels, f_test, test.labels, k=20)
        for name, (f_bank, f_test) in features.items()}
 for name, accuracy in knn.items():
@@ -252,14 +245,10 @@ for name, accuracy in knn.items():
 assert knn["SimCLR"] > knn["random init"] + 0.08
 
 # %% [markdown]
-# Published CIFAR-10 k-NN accuracies mostly follow a different, standard protocol, the k-NN monitor of
-# {cite:t}`wu2018instance`: every one of the 50,000 training images is in the bank (the linear probe's training
-# images, all of them with the `quick` and `reference` presets), each of the 10,000 test
-# images is a query, and the $k = 200$ most cosine-similar neighbours vote with weights $\exp(s / 0.07)$, where
-# $s$ is the neighbour's cosine similarity, so that close neighbours count for much more than far ones
-# (`simclr_core.analysis.weighted_knn_predict`). Its numbers are comparable with those papers (for the same
-# network and training length); the small protocol above is not. The features are the ones chapter 5's probe
-# extracted and cached, so this takes seconds once chapter 5 has run.
+# Published CIFAR-10 k-NN accuracies mostly use the standard monitor of {cite:t}`wu2018instance`: all 50,000
+# training images in the bank, all 10,000 test images as queries, and the $k = 200$ nearest neighbours voting with
+# weights $\exp(s / 0.07)$, where $s$ is the cosine similarity (`simclr_core.analysis.weighted_knn_predict`). Its
+# numbers compare with those papers' for the same network and training length; the small protocol's do not.
 
 # %% tags=["nbval-ignore-output"]
 weighted_knn = {}
@@ -275,19 +264,18 @@ for name, (train_h, test_h) in every.items():
 # the class.
 assert weighted_knn["SimCLR"] > weighted_knn["random init"] + 0.08
 assert weighted_knn["long run"] > weighted_knn["SimCLR"] + 0.05
-assert round(weighted_knn["long run"], 2) == 0.62
+assert round(weighted_knn["long run"], 2) == 0.65
 
 # %% [markdown]
-# The long run's neighbours carry much more of the class: its weighted 200-NN is about 0.62, well above your
+# The long run's neighbours carry much more of the class: its weighted 200-NN is about 0.65, well above your
 # five-minute run's (both printed above).
 
 # %% [markdown]
 # ## Retrieval galleries
 #
-# Each row: a test image (left), then its 7 nearest training images. One block an encoder (your SimCLR run,
-# random init, the long run), the same queries in each. Titles are the true classes, which no encoder ever
-# saw. The five queries are drawn at random from the 2,000 test images; five rows are a small sample,
-# so the cell after the galleries counts same-class neighbours over 500 queries.
+# Each row: a test image (left), then its 7 nearest training images; one block an encoder, the same five random
+# queries in each. Titles are the true classes, which no encoder saw. Five rows are a small sample, so the cell after
+# the galleries counts same-class neighbours over 500 queries.
 
 # %%
 queries = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:5]
@@ -321,31 +309,28 @@ assert same_class_share["SimCLR"] > same_class_share["random init"] + 0.03
 assert same_class_share["long run"] > same_class_share["SimCLR"] + 0.03
 
 # %% [markdown]
-# No gallery is perfect, and five rows can come out either way: look for rows whose neighbours share the query's
-# colours across several classes, in the random network's block and in the trained ones. Counted over 500 queries,
-# your SimCLR run's neighbours share the query's class more often than random init's, and the long run's more often
-# still (the shares printed above), which is what the k-NN accuracies measure.
+# No gallery is perfect: look for rows whose neighbours share the query's colours across classes, in every block.
+# Over 500 queries your run's neighbours share the query's class more often than random init's, and the long run's
+# more often still, which is what the k-NN accuracies measure.
 #
 # **What to take away**
-# - Contrastive learning gives up the random network's trivial alignment (the trained network's alignment loss
-#   is several times higher) for a lot of uniformity: the images spread over the sphere, and relative to that
-#   spread each image's views stay close together.
-# - Alignment alone can mislead (a collapsed network is perfectly aligned); read it next to uniformity.
-# - Neighbourhoods in feature space carry class information that no label put there, and longer training puts
-#   more there: the long run's map gathers whole classes, and its neighbours share the class far more often.
-# - Alignment and uniformity are diagnostics, not scores: the seed moves them as much as the temperature does.
+# - Contrastive learning gives up the random network's trivial alignment for uniformity: the images spread over the
+#   sphere, and relative to that spread each image's two views stay close.
+# - Alignment alone can mislead (a collapsed network is perfectly aligned). Read it next to uniformity, and read
+#   both as diagnostics, not scores.
+# - Neighbourhoods in feature space carry class information that no label put there, and longer training puts more
+#   there.
 #
 # **Exercises**
-# 1. *Other t.* Compute `uniformity(g["z1"], t=...)` for $t$ = 0.5, 2 and 8 for both encoders. The numbers move,
+# 1. *Other t.* Compute `uniformity(g["z1"], t=...)` for $t$ = 0.5, 2 and 8 for each encoder. The numbers move;
 #    does the ranking?
 # 2. *How many neighbours?* Run the unweighted k-NN cell with `k=1`, `5` and `200`, and the weighted one with
-#    `temperature=1.0` (nearly a plain count). Predict which $k$ the random encoder likes best, and how much of
-#    the gap between the two protocols is the weighting and how much the bigger bank.
-# 3. *k-NN on z.* In the k-NN cell, pass `m` (the whole model, so $z$) to `cached_features` in place of
-#    `m.encoder`. Compare with chapter 5's first exercise, which asks the same of the linear
-#    probe.
-# 4. *Temperature and uniformity.* Run this chapter on a run trained at `temperature=0.5` (chapter 3's
-#    exercises). {cite:t}`wang2021behaviour` report that a higher temperature gives a less uniform embedding;
-#    expect a higher (less negative) uniformity than the book's run at $T = 0.05$.
-# 5. *Count the galleries.* Change the seed of `queries` a few times and count the same-class neighbours in
-#    each block. How often do five rows show the ordering that 500 queries show?
+#    `temperature=1.0` (nearly a plain count). Which $k$ does the random encoder like best? How much of the gap
+#    between the two protocols is the weighting, how much the bigger bank?
+# 3. *k-NN on z.* In the map's cell, pass `m` (the whole model, so $z$) to `cached_features` in place of
+#    `m.encoder`, then rerun the k-NN cells. Chapter 5's first exercise asks the same of the linear probe.
+# 4. *Temperature and uniformity.* Run this chapter on a run trained at `temperature=0.5` (chapter 3's exercises).
+#    {cite:t}`wang2021behaviour` report that a higher temperature gives a less uniform embedding. Predict the
+#    change, then hold it against the seed spread above: can one run at each temperature show it?
+# 5. *Count the galleries.* Change the seed of `queries` a few times. How often do five rows show the ordering
+#    that 500 queries show?
