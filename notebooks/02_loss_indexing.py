@@ -185,7 +185,7 @@ print(f"row 0: 1 - p_pos = {weights[targets[anchor]]:.3f}; P of the negatives",
 # $$-\frac{\partial \ell_i}{\partial z_i} = \frac{1}{T}\Big[(1 - P_{i,p(i)})\, z_{p(i)}
 #   - \sum_{j \ne i,\, p(i)} P_{ij}\, z_j\Big].$$
 #
-# The partner pulls with weight $1 - p_\text{pos}$, what the row still misses. Each negative pushes with its
+# The partner pulls with weight $1 - P_{i,p(i)}$, what the row still misses. Each negative pushes with its
 # softmax probability, so the hardest negatives push most {cite:p}`wang2021behaviour`. The arrows on the left sum
 # all six rows. [Chapter 4](04_temperature_hard_negatives) shows how $T$ shares out the weights.
 
@@ -342,13 +342,13 @@ assert mean_cosine > 0.6
 assert abs(start_loss - start_log) < 0.3
 
 # %% [markdown]
-# The untrained network maps every view into a narrow cone. Nearly collapsed, its loss sits near $\log(N - 1)$:
-# where chapter 3's curves begin.
+# The untrained network maps every view into a narrow cone, and its loss starts near $\log(N - 1)$, the loss of
+# collapse: where chapter 3's curves begin.
 #
 # **What to take away**
 # - NT-Xent is an $(N-1)$-way cross-entropy per view. Its targets sit $B$ places off the masked diagonal:
 #   `targets = (arange(N) + B) % N`.
-# - Its gradient is a set of forces: partners pull with weight $1 - p_\text{pos}$, negatives push with their
+# - Its gradient is a set of forces: partners pull with weight $1 - P_{i,p(i)}$, negatives push with their
 #   softmax probability, until partners meet and images spread apart.
 # - Next: [chapter 3](03_training) trains an encoder with it.
 #

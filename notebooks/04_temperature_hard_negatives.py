@@ -169,8 +169,8 @@ assert real_share[0.2] > 1.5 * k / negatives.shape[1]
 # ## Who are the hard negatives?
 #
 # Six random test images (left), each with the five *other* images the encoder finds most similar: its hardest
-# negatives. Some share its **class**: with no labels, the loss pushes two different cats apart. The next cell counts
-# over all 2,000.
+# negatives. Some share its **class**: with no labels, the loss pushes two images of one class apart. The next cell
+# counts over all 2,000.
 
 # %%
 anchors = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:6]
@@ -198,7 +198,7 @@ assert same_class > 0.2
 # %% [markdown]
 # {cite:t}`wang2021behaviour` call this the *uniformity-tolerance dilemma*. A low $T$ concentrates the push on hard
 # negatives, which spreads embeddings evenly (uniformity) but tears similar images of one class apart (less
-# tolerance). A high $T$ is more tolerant and less uniform. The usual compromise is 0.1-0.5; the reference uses 0.2.
+# tolerance). A high $T$ is more tolerant and less uniform. The reference preset uses 0.2.
 #
 # ## Trained at five temperatures
 #
@@ -264,10 +264,11 @@ for layer in ("z", "h"):
     assert at[1.0] < min(at[0.2], at[0.05]) - 0.05
 
 # %% [markdown]
-# Lower temperatures pushed the hardest negatives further away: in $z$ the hardest similarity falls from 0.99 at
-# $T = 1$ to 0.93 at 0.2 and 0.89 at 0.05, the uniformity side. The tolerance side does not show: same-class hardest
-# negatives are *more* common at low $T$. In $z$ their share is 0.21 at $T = 1$, 0.28 at 0.2 and 0.30 at 0.05; in $h$
-# 0.23, 0.29 and 0.32, all far above chance (0.10). With single runs, only the gap from $T = 1$ is read.
+# Training at $T = 1$ left the hardest negatives closest: in $z$ an image's nearest other image sits at a mean
+# similarity of 0.99, against 0.93 and 0.89 after training at 0.2 and 0.05. That is the uniformity side. The
+# tolerance side does not show: same-class hardest negatives are *more* common at low $T$. In $z$ their share is
+# 0.21 at $T = 1$, 0.28 at 0.2 and 0.30 at 0.05; in $h$ 0.23, 0.29 and 0.32, all far above chance (0.10). These
+# are single runs: only the gaps from $T = 1$ are read, not 0.2 against 0.05.
 #
 # ## More negatives for the same work?
 #
