@@ -586,17 +586,19 @@ assert all(0.025 < b["probe_test"] - a["probe_test"] < 0.055
 assert round(long_curve[-1]["probe_test"], 3) == 0.699
 
 # %% [markdown]
-# The first doubling, 0.9 points from 275 to 550 steps, is a tie; after it each doubling gained 1.8 to 2.7 points, up
-# to 0.570 at 4,400 steps, with the weighted 200-NN a few points below. At 563,200 images the curve is level with the
-# GPU run's 10 epochs (0.565). That does not mean a CPU matches a GPU at equal images: the protocols differ, and
-# chapter 5's probe scores 0.38 on the random network, so our curve cannot start near chance.
+# The first doubling, 0.9 points from 275 to 550 steps, is a tie (under the 1.75-point threshold of section 6); after
+# it each doubling gained 1.8 to 2.7 points, up to 0.570 at 4,400 steps, with the weighted 200-NN a few points below.
+# At 563,200 images the curve is level with the GPU run's 10 epochs (0.565). That does not mean a CPU matches a GPU at
+# equal images: the protocols differ, and chapter 5's probe scores 0.38 on the random network, so our curve cannot
+# start near chance.
 #
 # What does transfer is the slope. The public run gains about 6 points a doubling from 10 to 30 epochs and still 5 a
-# doubling on to 1,000 epochs (0.910); ours gains under 2. That flat slope is the `quick` recipe's, not the CPU's: the
-# book's long run (chapter 5), a different recipe (32x32 views of 45,000 images, grayscale added) on the same kind of
-# CPU, gains 2.7 to 5.2 points a doubling up to 0.699. Which of its differences steepens the curve was not tested.
+# doubling on to 1,000 epochs (0.910); the line fitted to ours gains under 2. That flat slope is the `quick` recipe's,
+# not the CPU's: the book's long run (chapter 5), a different recipe (32x32 views of 45,000 images, grayscale added)
+# on the same kind of CPU, gains 2.7 to 5.2 points a doubling up to 0.699. Which of its differences steepens the curve
+# was not tested.
 # **Extrapolation, not measurement:** at this chapter's fitted gain per doubling (dashed), the curve would reach only
-# about 0.69 at the public run's 50 million images.
+# 0.65 to 0.75 at the public run's 50 million images.
 #
 # ## 6. How much does a run vary by chance?
 #
