@@ -140,7 +140,8 @@ def line_chart(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel
                 markerfacecolor="none" if hollow else None)
     for name, value in (levels or {}).items():
         ax.axhline(value, color="k", ls=":", lw=1)
-        ax.annotate(name, (ax.get_xlim()[0], value), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.annotate(name, (0, value), xycoords=("axes fraction", "data"), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")  # at the left edge whatever the x scale
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xscale="log" if log_x else "linear",
            yscale="log" if log_y else "linear")
     ax.legend(fontsize=8)

@@ -31,6 +31,10 @@ def test_line_chart_draws_each_series_sorted_and_marks_what_was_measured_elsewhe
     assert ours.get_linestyle() == "-" and theirs.get_linestyle() == "--" and theirs.get_markerfacecolor() == "none"
     assert ax.lines[2].get_ydata()[0] == 0.1 and ax.get_xscale() == "log"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["ours", "theirs"]
+    fig.canvas.draw()  # the level's label shows on a log axis too, at its left edge (it used to fall off-axis)
+    label = next(text for text in ax.texts if text.get_text() == "chance")
+    box, frame = label.get_window_extent(), ax.get_window_extent()
+    assert frame.x0 <= box.x0 < frame.x0 + 20 and frame.y0 < box.y0 < frame.y1
 
 
 def test_training_overview_shows_the_online_knn_beside_the_task() -> None:
