@@ -6,13 +6,8 @@
 #
 # The number is SimCLR's **NT-Xent** {cite:p}`chen2020simclr`, also called **InfoNCE** {cite:p}`oord2018cpc` or
 # the multi-class N-pair loss {cite:p}`sohn2016npair`. $B$ images give $N = 2B$ unit vectors
-# $Z = [z^{(1)}; z^{(2)}]$. Row $i$'s positive, the other view of its image, is row $(i + B) \bmod N$. With
-# cosines $s_{ij} = z_i \cdot z_j$ and a temperature $T$:
-#
-# $$\ell_i = -\log \frac{\exp(s_{i,p(i)}/T)}{\sum_{k \ne i} \exp(s_{ik}/T)}, \qquad
-#   L = \frac{1}{N}\sum_i \ell_i .$$
-#
-# Each row asks: "which of the other $N - 1$ views is my partner?"
+# $Z = [z^{(1)}; z^{(2)}]$, each image's first views above its second. For each row of $Z$ the loss asks: "which of
+# the other $N - 1$ views is my partner?" We build it on six points first, then write it down.
 
 # %% tags=["parameters"]
 from simclr_core.config import environment_default
@@ -50,8 +45,9 @@ print(Z)
 # %% [markdown]
 # ## The similarity matrix and its mask
 #
-# $S = Z Z^\top$ compares every view with every other; red boxes mark the positives. The diagonal, a view against
-# itself, is a trivial answer: it becomes $-\infty$ before the softmax.
+# $S = Z Z^\top$ compares every view with every other. Red boxes mark the positives: row $i$'s partner, the other
+# view of its image, is row $p(i) = (i + B) \bmod N$, the row's *target*. The diagonal, a view against itself, is a
+# trivial answer: it becomes $-\infty$. Divided by a temperature $T$, the rows are the logits of a softmax.
 
 # %%
 S = Z @ Z.T
@@ -78,7 +74,13 @@ for i in range(N):
 # %% [markdown]
 # ## Cross-entropy on S / T is the loss
 #
-# `cross_entropy` on these masked logits and targets is the mean of $\ell_i$; a loop over the formula agrees:
+# With the cosines $s_{ij} = z_i \cdot z_j$, each row's loss is a cross-entropy over the other $N - 1$ views, its
+# target the partner:
+#
+# $$\ell_i = -\log \frac{\exp(s_{i,p(i)}/T)}{\sum_{k \ne i} \exp(s_{ik}/T)}, \qquad
+#   L = \frac{1}{N}\sum_i \ell_i .$$
+#
+# `cross_entropy` on the masked logits $S / T$ with targets $p(i)$ is $L$; a loop over the formula agrees:
 
 # %%
 def naive_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> float:
