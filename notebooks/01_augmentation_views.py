@@ -52,9 +52,10 @@ fig = image_grid(torch.cat(rows), ncols=6, row_labels=row_names)
 # Cropping is the only step that changes *what* is in the picture: a view may show a car's front half, and the
 # network is told it is "the same" as the whole. The others change how the content looks.
 #
-# This is the reference implementation's recipe. The SimCLR paper's for CIFAR-10 {cite:p}`chen2020simclr` crops
-# down to 8% of the area, adds random grayscale (p = 0.2; `augmentations="crop,flip,jitter,gray,blur"` here), and
-# has no blur. The crop's share of the area, measured on the transform itself:
+# This is the recipe of the implementation this book was specified from. The SimCLR paper's for CIFAR-10
+# {cite:p}`chen2020simclr` crops down to 8% of the area, adds random grayscale with p = 0.2, and has no blur. The
+# crop's share of the area, measured on the transform itself (rounding to whole pixels lets a few fall just under
+# 30%):
 
 # %%
 crop = recipe_steps()["crop"]
@@ -70,8 +71,8 @@ assert 0.5 < area_share.median() < 0.8
 
 # %% [markdown]
 # The blur's 3x3 kernel mixes each pixel with its direct neighbours only, so it removes fine detail and keeps
-# coarse structure. Below, the mean difference between neighbouring pixels and between neighbouring 4x4 blocks,
-# after the blur as a share of before:
+# coarse structure. We measure how much of the contrast between neighbouring pixels, and between neighbouring 4x4
+# blocks, survives the blur:
 
 # %%
 torch.manual_seed(5)
@@ -100,7 +101,7 @@ assert fine_kept < 0.8 and coarse_kept > 0.88
 # ## Pairs of views: the positives of the loss
 #
 # `SSLAugmentation` returns two independently augmented views of each image: a *positive pair*. Every other
-# image's views in the batch are negatives. Each row shows two images: original, view 1, view 2.
+# image's views in the batch are negatives. Each row shows two images, each as original, view 1, view 2.
 
 # %%
 torch.manual_seed(1)

@@ -268,8 +268,9 @@ print("spacing of the images at the end:", " ".join(f"{arc:.2f}" for arc in spac
       f"rad (2 pi / B = {2 * math.pi / B:.2f})")
 
 # %% [markdown]
-# The partners meet, and the three images end a third of the circle apart: *alignment* and *uniformity*
-# {cite:p}`wang2020alignment` on six points. The loss falls from 0.220 to 0.182 and stops: no force is left.
+# The partners meet, and the three images end a third of the circle apart: *alignment* (partners together) and
+# *uniformity* (images spread evenly) {cite:p}`wang2020alignment`, on six points; chapter 6 measures both. The loss
+# falls from 0.220 to 0.182 and stops: no force is left.
 
 # %% tags=["hide-cell"]
 # Check: each step moves each angle along its force; the loss never rises and ends
@@ -287,9 +288,9 @@ assert abs(losses[-1] - math.log(1 + 4 * math.exp((-0.5 - 1) / T))) < 1e-4
 # %% [markdown]
 # ## What a bad embedding costs
 #
-# A collapsed encoder maps every view to one vector: every softmax is uniform, and the loss is $\log(N - 1)$
-# whatever $T$. Correct pairs that stand out score below it; wrong pairs can score above. Here, pairing each view
-# 1 with the *previous* image's view 2 costs more than collapse.
+# A collapsed encoder maps every view to one vector: every softmax is uniform, and the loss is $\log(N - 1)$ whatever
+# $T$. Correct pairs that stand out have a lower loss; wrong pairs can have a higher one. Here, pairing each view 1
+# with the *previous* image's view 2 costs more than collapse.
 
 # %%
 collapsed = F.normalize(torch.ones(B, 2), dim=1)

@@ -126,10 +126,13 @@ assert (grid_entropy.diff() >= 0).all() and (grid_top3.diff() <= 0).all()
 assert grid_top3[0] > 0.9 and grid_top3[-1] < 0.3
 
 # %% [markdown]
+# As $T$ falls the push leaves the many and gathers on the few: from nearly even at high $T$ to almost all on the
+# three hardest negatives at $T = 0.01$.
+#
 # ## Hard negatives in real images
 #
-# Now chapter 3's encoder (trained here if missing). We embed 2,000 test images into $z$, where the loss works, and
-# ask of batches of 256: what share of each anchor's push goes to its 5% hardest negatives?
+# Now chapter 3's encoder. We embed 2,000 test images into $z$, where the loss works, and take a batch of 256 of
+# them: what share of each anchor's push goes to its 5% hardest negatives?
 #
 # The embeddings were trained at one $T$, printed below. The other rows show how each $T$ would share the push *on
 # these embeddings*, not what training at that $T$ would do.
