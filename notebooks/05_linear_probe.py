@@ -6,8 +6,8 @@
 #
 # The linear probe freezes the encoder $f$, computes the features $h = f(x)$ of un-augmented images (256 numbers
 # for the `quick` preset's half-width ResNet-18, 512 at full width) and fits one linear layer on the training
-# split: multinomial logistic regression by full-batch L-BFGS. A linear layer cannot invent features, so its test
-# accuracy scores the representation. Two baselines give that number a meaning:
+# split on standardised features: multinomial logistic regression by full-batch L-BFGS. A linear layer cannot invent
+# features, so its test accuracy scores the representation. Two baselines give that number a meaning:
 #
 # - **random init**: the same network, untrained;
 # - **raw pixels**: the 3,072 pixel values, no encoder at all. As it turns out, the higher floor.
