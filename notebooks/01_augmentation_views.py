@@ -249,14 +249,11 @@ import torch.nn.functional as F
 
 from simclr_core.analysis import brightness_views, linear_r2
 from simclr_core.data import ImageSet
-from simclr_core.model import SimCLRModel
 from simclr_core.pretrained import load
-from simclr_core.probe import extract_features
-from simclr_core.runtime import seed_everything
+from simclr_core.probe import extract_features, random_model
 
 trained, long_cfg = load("long")
-seed_everything(long_cfg.seed)  # the same network at random init, head included
-untrained = SimCLRModel(long_cfg.width, long_cfg.proj_dim, long_cfg.head, long_cfg.stem)
+untrained = random_model(long_cfg)  # the same network at random init, head included
 test = load_split(DATA, "test")
 chosen = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:1500]
 brightened, factor = brightness_views(test.images[chosen])

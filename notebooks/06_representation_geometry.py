@@ -41,20 +41,18 @@ from simclr_core.augment import SSLAugmentation
 from simclr_core.config import make_config, scaled
 from simclr_core.data import balanced_indices, load_split
 from simclr_core.engine import load_or_train
-from simclr_core.model import SimCLRModel
 from simclr_core.plots import image_grid
 from simclr_core.pretrained import as_run, load
-from simclr_core.probe import cached_features, shared_cache
-from simclr_core.runtime import pick_device, seed_everything, uses_bf16
+from simclr_core.probe import cached_features, random_model, shared_cache
+from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.storage import RunPaths
 
 # %% tags=["nbval-ignore-output"]
 cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE, precision=PRECISION), SCALE)
 device = pick_device(cfg.device)
 trained, _ = load_or_train(cfg, RUN_DIR, progress=False)
-seed_everything(cfg.seed)  # the same random-init weights as chapter 5's baseline
 models = {"SimCLR": trained.to(device).eval(),
-          "random init": SimCLRModel(cfg.width, cfg.proj_dim).to(device).eval(),
+          "random init": random_model(cfg, device).eval(),  # chapter 5's baseline
           "long run": load("long", device)[0]}  # 90 minutes of a 2-core CPU: chapter 5
 full_train = load_split(DATA, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)
 full_test = load_split(DATA, "test", cfg.data_root)  # the probe's images, all of them

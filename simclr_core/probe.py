@@ -184,10 +184,15 @@ def shared_cache() -> Path:
     return Path(os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "simclr-book" / "features")
 
 
-def random_encoder(cfg: Config, device: torch.device | str = "cpu") -> nn.Module:
-    """The same architecture at its (seeded) random initialisation: the probe's baseline."""
+def random_model(cfg: Config, device: torch.device | str = "cpu") -> SimCLRModel:
+    """The same model, encoder and head, at its (seeded) random initialisation."""
     seed_everything(cfg.seed)
-    return SimCLRModel(cfg.width, cfg.proj_dim, cfg.head, cfg.stem).encoder.to(device)
+    return SimCLRModel(cfg.width, cfg.proj_dim, cfg.head, cfg.stem).to(device)
+
+
+def random_encoder(cfg: Config, device: torch.device | str = "cpu") -> nn.Module:
+    """The same architecture's encoder at its (seeded) random initialisation: the probe's baseline."""
+    return random_model(cfg, device).encoder
 
 
 def budget_weight_decay(weight_decay: float, all_images: int, labelled_images: int) -> float:
