@@ -189,7 +189,9 @@ print(f"row 0: 1 - p_pos = {weights[targets[anchor]]:.3f}; P of the negatives",
 #
 # The partner pulls with weight $1 - P_{i,p(i)}$, what the row still misses. Each negative pushes with its
 # softmax probability, so the hardest negatives push most {cite:p}`wang2021behaviour`. The arrows on the left sum
-# all six rows. [Chapter 4](04_temperature_hard_negatives) shows how $T$ shares out the weights.
+# all six rows, so view 0's arrow is not the bars' sum: the loss is the mean of the six rows' losses, and view 0 also
+# feels the rows in which it is the partner or a negative (the check below adds them up).
+# [Chapter 4](04_temperature_hard_negatives) shows how $T$ shares out the weights.
 
 # %% tags=["hide-cell"]
 # Check: row 0's pieces add up to minus the autograd gradient of its own loss; each
