@@ -49,7 +49,7 @@ from simclr_core.data import ImageSet, load_split, split_off_holdout
 from simclr_core.engine import load_or_train, seconds_per_step
 from simclr_core.model import load_model
 from simclr_core.probe import extract_features, train_linear_probe
-from simclr_core.results import RowFile, curve_points
+from simclr_core.results import RowFile, curve_points, seed_spread
 from simclr_core.runtime import pick_device, uses_bf16
 from simclr_core.storage import RunPaths
 from simclr_core.supervised import (
@@ -72,7 +72,7 @@ FINE_TUNE_AT = {25: 25, 100: 100, 5000: 500}  # labels a class -> validation ima
 FINE_TUNE_SECONDS = 60.0  # fine-tuning's steps after the head, on top of B
 TABLE_SUBSETS = {1: 3, 5: 3, 25: 3, 100: 1, 500: 1, 5000: 1}  # labels a class -> labelled subsets
 CURVE_SUBSETS = {5: 3, 25: 3, 100: 1}
-TIE = 2 * 2**0.5 * 0.0062  # a difference of two single runs within 2 sqrt(2) seed sigmas (results.Spread)
+TIE = seed_spread().tie_threshold()  # two single runs: within 2 sqrt(2) seed sigmas is a tie
 # ten pairs of classes: five disjoint, then five across them
 TASKS = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (0, 8), (1, 9), (2, 4), (3, 5), (6, 9)]
 TASK_LABELS = 25
