@@ -576,14 +576,17 @@ print(
 # Checks: from 550 steps on each doubling gains 1-3 points (the first is a tie); at
 # 4,400 steps the probe is within a point of the public run's 10 epochs; the same gain
 # per doubling, under two points and carried on to the public run's 1,000 epochs,
-# reaches 0.65-0.75; the long run's doublings gain 2.5-5.5 points, up to 0.699.
+# reaches 0.65-0.75; the long run's doublings gain 2.5-5.5 points up to 20 epochs, then
+# tie on the way to 0.714 at 40.
 assert all(0.01 < gain < 0.03 for gain in gains[1:])
 assert abs(scaling[-1]["probe_h"] - public[1][1]) < 0.01
 assert slope < 0.02 and 0.65 < my + slope * (math.log2(public[-1][0]) - mx) < 0.75
 long_curve = long_run_curve()[1]  # chapter 5's long run
-assert all(0.025 < b["probe_test"] - a["probe_test"] < 0.055
-           for a, b in zip(long_curve, long_curve[1:], strict=False))
-assert round(long_curve[-1]["probe_test"], 3) == 0.699
+long_gains = [b["probe_test"] - a["probe_test"]
+              for a, b in zip(long_curve, long_curve[1:], strict=False)]
+assert all(0.025 < gain < 0.055 for gain in long_gains[:-1])
+assert seed_spread().is_tie(long_gains[-1])
+assert round(long_curve[-1]["probe_test"], 3) == 0.714
 
 # %% [markdown]
 # The first doubling, 0.9 points from 275 to 550 steps, is a tie (under the 1.75-point threshold of section 6); after
@@ -595,8 +598,8 @@ assert round(long_curve[-1]["probe_test"], 3) == 0.699
 # What does transfer is the slope. The public run gains about 6 points a doubling from 10 to 30 epochs and still 5 a
 # doubling on to 1,000 epochs (0.910); the line fitted to ours gains under 2. That flat slope is the `quick` recipe's,
 # not the CPU's: the book's long run (chapter 5), a different recipe (32x32 views of 45,000 images, grayscale added)
-# on the same kind of CPU, gains 2.7 to 5.2 points a doubling up to 0.699. Which of its differences steepens the curve
-# was not tested.
+# on the same kind of CPU, gains 2.7 to 5.2 points a doubling up to 20 epochs, then 1.4 (a tie) to 0.714 at 40. Which
+# of its differences steepens the curve was not tested.
 # **Extrapolation, not measurement:** at this chapter's fitted gain per doubling (dashed), the curve would reach only
 # 0.65 to 0.75 at the public run's 50 million images.
 #
