@@ -1,13 +1,13 @@
 # %% [markdown]
 # # 2. The loss, indexed: NT-Xent step by step
 #
-# Chapter 1 made pairs of views. This chapter asks: **how does a batch of pairs become one number to minimise, and
-# what does minimising it do?**
+# Chapter 1 made pairs of views. **How does a batch of pairs become one number to minimise, and what does minimising
+# it do?**
 #
 # The number is SimCLR's **NT-Xent** {cite:p}`chen2020simclr`, also called **InfoNCE** {cite:p}`oord2018cpc` or
 # the multi-class N-pair loss {cite:p}`sohn2016npair`. $B$ images give $N = 2B$ unit vectors
-# $Z = [z^{(1)}; z^{(2)}]$, each image's first views above its second. For each row of $Z$ the loss asks: "which of
-# the other $N - 1$ views is my partner?" We build it on six points first, then write it down.
+# $Z = [z^{(1)}; z^{(2)}]$: all first views, then all second views. Each row of $Z$ asks: which of the other $N - 1$
+# views is my partner? We build the loss on six points.
 
 # %% tags=["parameters"]
 from simclr_core.config import environment_default
@@ -45,9 +45,9 @@ print(Z)
 # %% [markdown]
 # ## The similarity matrix and its mask
 #
-# $S = Z Z^\top$ compares every view with every other. Red boxes mark the positives: row $i$'s partner, the other
-# view of its image, is row $p(i) = (i + B) \bmod N$, the row's *target*. The diagonal, a view against itself, is a
-# trivial answer: it becomes $-\infty$. Divided by a temperature $T$, the rows are the logits of a softmax.
+# $S = Z Z^\top$ compares every view with every other; red boxes mark the positives. Row $i$'s partner, the other
+# view of its image, is row $p(i) = (i + B) \bmod N$: the row's *target*. The diagonal, a view against itself, is a
+# trivial answer, masked to $-\infty$. Divided by a temperature $T$, the rows are the logits of a softmax.
 
 # %%
 S = Z @ Z.T
@@ -74,13 +74,12 @@ for i in range(N):
 # %% [markdown]
 # ## Cross-entropy on S / T is the loss
 #
-# With the cosines $s_{ij} = z_i \cdot z_j$, each row's loss is a cross-entropy over the other $N - 1$ views, its
-# target the partner:
+# Each row's loss is a cross-entropy over the other $N - 1$ views, the partner its target ($s_{ij} = z_i \cdot z_j$):
 #
 # $$\ell_i = -\log \frac{\exp(s_{i,p(i)}/T)}{\sum_{k \ne i} \exp(s_{ik}/T)}, \qquad
 #   L = \frac{1}{N}\sum_i \ell_i .$$
 #
-# `cross_entropy` on the masked logits $S / T$ with targets $p(i)$ is $L$; a loop over the formula agrees:
+# That is `cross_entropy` on the masked logits with targets $p(i)$. A loop over the formula agrees:
 
 # %%
 def naive_nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> float:
@@ -129,8 +128,8 @@ assert metrics["top1"] == 1.0 and metrics["p_pos"] > 1 / (N - 1)
 # %% [markdown]
 # ## What the loss does to the points
 #
-# Minimising the loss moves each view along its *force*, minus its gradient; the normalisation before the loss
-# keeps it along the circle. On the right, row 0's loss is split into pieces acting on view 0.
+# Minimising the loss moves each view along its *force*: minus its gradient, kept along the circle by the
+# normalisation. Right: row 0's loss split into pieces acting on view 0.
 
 # %%
 def on_circle(theta: torch.Tensor) -> torch.Tensor:
@@ -179,18 +178,17 @@ print(f"row 0: 1 - p_pos = {weights[targets[anchor]]:.3f}; P of the negatives",
       " ".join(f"{-weights[j]:.3f}" for j in others if j != targets[anchor]))
 
 # %% [markdown]
-# Each view 1 is pushed counterclockwise, each view 2 clockwise: partners move toward each other. The forces sum
-# to zero: turning the whole picture changes no cosine.
+# Each view 1 is pushed counterclockwise and each view 2 clockwise: toward its partner. The forces sum to zero,
+# since turning the whole picture changes no cosine.
 #
-# In symbols, row $i$'s pieces add up to:
+# Row $i$'s pieces add up to:
 #
 # $$-\frac{\partial \ell_i}{\partial z_i} = \frac{1}{T}\Big[(1 - P_{i,p(i)})\, z_{p(i)}
 #   - \sum_{j \ne i,\, p(i)} P_{ij}\, z_j\Big].$$
 #
 # The partner pulls with weight $1 - P_{i,p(i)}$, what the row still misses. Each negative pushes with its
-# softmax probability, so the hardest negatives push most {cite:p}`wang2021behaviour`. The arrows on the left sum
-# all six rows, so view 0's arrow is not the bars' sum: the loss is the mean of the six rows' losses, and view 0 also
-# feels the rows in which it is the partner or a negative (the check below adds them up).
+# softmax probability, so the hardest negatives push most {cite:p}`wang2021behaviour`. View 0's arrow is not the
+# bars' sum: the loss averages all six rows, and view 0 also feels the rows where it is a partner or a negative.
 # [Chapter 4](04_temperature_hard_negatives) shows how $T$ shares out the weights.
 
 # %% tags=["hide-cell"]
@@ -270,9 +268,8 @@ print("spacing of the images at the end:", " ".join(f"{arc:.2f}" for arc in spac
       f"rad (2 pi / B = {2 * math.pi / B:.2f})")
 
 # %% [markdown]
-# The partners meet, and the three images end a third of the circle apart: *alignment* (partners together) and
-# *uniformity* (images spread evenly) {cite:p}`wang2020alignment`, on six points; chapter 6 measures both. The loss
-# falls from 0.220 to 0.182 and stops: no force is left.
+# The loss falls from 0.220 to 0.182 and stops: no force is left. The partners meet (*alignment*), and the three
+# images end a third of the circle apart (*uniformity*) {cite:p}`wang2020alignment`. Chapter 6 measures both.
 
 # %% tags=["hide-cell"]
 # Check: each step moves each angle along its force; the loss never rises and ends
@@ -291,8 +288,8 @@ assert abs(losses[-1] - math.log(1 + 4 * math.exp((-0.5 - 1) / T))) < 1e-4
 # ## What a bad embedding costs
 #
 # A collapsed encoder maps every view to one vector: every softmax is uniform, and the loss is $\log(N - 1)$ whatever
-# $T$. Correct pairs that stand out have a lower loss; wrong pairs can have a higher one. Here, pairing each view 1
-# with the *previous* image's view 2 costs more than collapse.
+# $T$. Correct pairs that stand out cost less. Wrong pairs can cost more than collapse: here, pairing each view 1
+# with the *previous* image's view 2.
 
 # %%
 collapsed = F.normalize(torch.ones(B, 2), dim=1)
@@ -310,8 +307,8 @@ assert loss.item() < math.log(N - 1) < wrong.item()
 # %% [markdown]
 # ## Where training starts
 #
-# Where does an untrained network stand? The `quick` preset's network (chapter 3), freshly initialised, embeds two
-# augmented views of a real batch.
+# Where does an untrained network stand? Chapter 3's `quick` network, freshly initialised, embeds two views of a
+# real batch.
 
 # %% tags=["nbval-ignore-output"]
 from simclr_core.augment import AugmentationParams
@@ -347,22 +344,20 @@ assert mean_cosine > 0.6
 assert abs(start_loss - start_log) < 0.3
 
 # %% [markdown]
-# The untrained network maps every view into a narrow cone, and its loss starts near $\log(N - 1)$, the loss of
-# collapse: where chapter 3's curves begin.
+# The untrained network maps every view into a narrow cone. Its loss starts near $\log(N - 1)$, the loss of collapse:
+# where chapter 3's curves begin.
 #
 # **What to take away**
-# - NT-Xent is an $(N-1)$-way cross-entropy per view. Its targets sit $B$ places off the masked diagonal:
+# - NT-Xent is an $(N-1)$-way cross-entropy per view, its targets $B$ places off the masked diagonal:
 #   `targets = (arange(N) + B) % N`.
 # - Its gradient is a set of forces: partners pull with weight $1 - P_{i,p(i)}$, negatives push with their
 #   softmax probability, until partners meet and images spread apart.
 # - Next: [chapter 3](03_training) trains an encoder with it.
 #
 # **Exercises**
-# 1. *Views that disagree.* Turn view 2 by 1.1 radians, not 0.3. Predict p_pos and top-1. Which checks fail, and
-#    rightly?
+# 1. *Views that disagree.* Turn view 2 by 1.1 radians, not 0.3. Predict p_pos and top-1. Which checks rightly fail?
 # 2. *Temperature.* Set `T` to 0.1, then 5. Why does collapse still cost $\log(N-1)$? At $T = 5$ top-1 stays 1
 #    but p_pos falls to 0.25: what do the weights $1 - p_\text{pos}$ say of the forces?
 # 3. *A bigger batch.* Set `B = 8` and `angles = torch.arange(B) * 2 * math.pi / B`. Predict the collapsed loss.
 # 4. *Decoupled contrastive learning.* DCL {cite:p}`yeh2022dcl` drops the positive from the denominator: in
-#    `naive_nt_xent`, use `if k != i and k != positive`. Why is its loss lower than NT-Xent's, and what is it at
-#    collapse?
+#    `naive_nt_xent`, use `if k != i and k != positive`. Why is its loss lower, and what is it at collapse?

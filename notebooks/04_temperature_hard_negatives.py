@@ -55,7 +55,7 @@ for T in TEMPERATURES:
 # %% [markdown]
 # At high $T$ the softmax is nearly flat: every negative gets a small, similar push. At low $T$ the mass sits on the
 # positive and the closest negatives. At very low $T$ the positive takes so much that even the hardest negative's
-# probability falls (0.220 at 0.1, 0.116 at 0.05); its share *among the negatives* still grows.
+# probability falls, from 0.220 at 0.1 to 0.116 at 0.05; its share *among the negatives* still grows.
 #
 # ## The gradient on each negative is P / T
 #
@@ -126,16 +126,14 @@ assert (grid_entropy.diff() >= 0).all() and (grid_top3.diff() <= 0).all()
 assert grid_top3[0] > 0.9 and grid_top3[-1] < 0.3
 
 # %% [markdown]
-# As $T$ falls the push leaves the many and gathers on the few: from nearly even at high $T$ to almost all on the
-# three hardest negatives at $T = 0.01$.
+# As $T$ falls the push leaves the many for the few: nearly even at high $T$, almost all on the three hardest at
+# $T = 0.01$.
 #
 # ## Hard negatives in real images
 #
-# Now chapter 3's encoder. We embed 2,000 test images into $z$, where the loss works, and take a batch of 256 of
-# them: what share of each anchor's push goes to its 5% hardest negatives?
-#
-# The embeddings were trained at one $T$, printed below. The other rows show how each $T$ would share the push *on
-# these embeddings*, not what training at that $T$ would do.
+# Chapter 3's encoder embeds 2,000 test images into $z$, where the loss works. In a batch of 256 of them, what share
+# of each anchor's push goes to its 5% hardest negatives? The encoder was trained at one $T$; each row shows
+# how a $T$ would share the push *on these embeddings*, not what training at it would do.
 
 # %% tags=["nbval-ignore-output"]
 cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE, precision=PRECISION), SCALE)
@@ -169,14 +167,14 @@ assert all(a > b for a, b in zip(shares, shares[1:], strict=False))
 assert real_share[0.2] > 1.5 * k / negatives.shape[1]
 
 # %% [markdown]
-# In a real batch too, the lower the temperature, the larger the share of the push the hardest 5% of negatives take:
-# at $T = 0.2$ already more than one and a half times their number.
+# In a real batch too, the lower the $T$, the larger the hardest 5%'s share of the push: at the reference preset's
+# $T = 0.2$, already more than one and a half times their number.
 #
 # ## Who are the hard negatives?
 #
 # Six random test images (left), each with the five *other* images the encoder finds most similar: its hardest
 # negatives. Some share its **class**: with no labels, the loss pushes two images of one class apart. The next cell
-# counts over all 2,000.
+# counts them over all 2,000.
 
 # %%
 anchors = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:6]
@@ -203,13 +201,13 @@ assert same_class > 0.2
 
 # %% [markdown]
 # {cite:t}`wang2021behaviour` call this the *uniformity-tolerance dilemma*. A low $T$ concentrates the push on hard
-# negatives, which spreads embeddings evenly (uniformity) but tears similar images of one class apart (less
-# tolerance). A high $T$ is more tolerant and less uniform. The reference preset uses 0.2.
+# negatives: it spreads the embeddings evenly (uniformity) but tears similar images of one class apart (less
+# tolerance). A high $T$ is more tolerant and less uniform.
 #
 # ## Trained at five temperatures
 #
-# Which side wins in training? `bench/pretraining.py` trained the book's `quick` preset ($T = 0.05$) for 1,000 steps
-# at five temperatures, then ran chapter 5's linear probe.
+# Which side wins in training? `bench/pretraining.py` trained the `quick` preset ($T = 0.05$) for 1,000 steps at
+# five temperatures, then ran chapter 5's linear probe.
 
 # %%
 import statistics
@@ -241,11 +239,11 @@ assert mean_probe[0.2] > mean_probe[0.5] > mean_probe[1.0]
 assert abs(mean_probe[0.05] - mean_probe[1.0] - 0.088) < 0.001
 
 # %% [markdown]
-# The low temperatures win: 0.05 and 0.1 tie, and from 0.2 up each step costs, 8.8 points by $T = 1$. The cause is not
-# measured here; chapter 8 shows what else moves with $T$.
+# The low temperatures win: 0.05 and 0.1 tie, and from 0.2 up each step costs, 8.8 points by $T = 1$. The cause is
+# not measured here; chapter 8 shows what else moves with $T$.
 #
-# And the hard negatives? For the runs at 0.05, 0.2 and 1.0, how often an image's five hardest negatives share its
-# class, in $z$ and $h$:
+# And the hard negatives? For the runs at 0.05, 0.2 and 1.0: how often do an image's five hardest negatives share its
+# class, in $z$ and $h$?
 
 # %% tags=["nbval-ignore-output"]
 hard = {row["temperature"]: row for row in rows("pretraining", "hard negatives")}
@@ -271,16 +269,16 @@ for layer in ("z", "h"):
 
 # %% [markdown]
 # Training at $T = 1$ left the hardest negatives closest: in $z$ an image's nearest other image sits at a mean
-# similarity of 0.99, against 0.93 and 0.89 after training at 0.2 and 0.05. That is the uniformity side. The
-# tolerance side does not show: same-class hardest negatives are *more* common at low $T$. In $z$ their share is
-# 0.21 at $T = 1$, 0.28 at 0.2 and 0.30 at 0.05; in $h$ 0.23, 0.29 and 0.32, all far above chance (0.10). These
-# are single runs: only the gaps from $T = 1$ are read, not 0.2 against 0.05.
+# similarity of 0.99, against 0.93 at 0.2 and 0.89 at 0.05. That is the uniformity side. The tolerance side does
+# not show: same-class hardest negatives are *more* common at low $T$. Their share is 0.21, 0.28 and 0.30 at
+# $T = 1$, 0.2 and 0.05 in $z$, and 0.23, 0.29 and 0.32 in $h$: all far above chance (0.10). These are single runs,
+# so only the gaps from $T = 1$ count.
 #
 # ## More negatives for the same work?
 #
-# The batch size sets each anchor's number of negatives, $2B - 2$. The SimCLR paper found larger batches better, most
-# of all in short runs, at equal epochs and so fewer steps {cite:p}`chen2020simclr`. `bench/ablation.py` did the same
-# at CPU scale: 128,000 images at batch 64, 128 and 256, the learning rate scaled by the batch ratio's square root.
+# The batch size sets each anchor's number of negatives, $2B - 2$. The SimCLR paper found larger batches better at
+# equal epochs, and so fewer steps, most of all in short runs {cite:p}`chen2020simclr`. `bench/ablation.py` tried
+# batch 64, 128 and 256 on 128,000 images, the learning rate scaled by the square root of the batch ratio.
 
 # %%
 from simclr_core.results import by_name, provenance
@@ -303,24 +301,23 @@ assert spread.is_tie(max(probe.values()) - min(probe.values()))
 assert probe["batch 256"] < max(probe.values())
 
 # %% [markdown]
-# Batch 64 to 256 made no measurable difference: the probes lie within 0.6 points, under the tie threshold for two
-# single runs (about 1.75 points; chapter 1), and 256 is not the best. Four times the negatives, at a quarter of the
-# steps, did not buy better features. The paper's batches, up to 8,192 with LARS on TPUs, lie outside this test.
+# Four times the negatives, at a quarter of the steps, bought no better features. The probes lie within 0.6 points,
+# under chapter 1's tie threshold for two single runs (about 1.75 points), and 256 is not the best. The paper's
+# batches, up to 8,192 with LARS on TPUs, lie outside this test.
 #
 # **What to take away**
 # - $T$ shares out the gradient, $\partial\ell/\partial s_{ij} = P_{ij}/T$, without changing which answer is right.
 # - Lower $T$ pushes the hardest negatives harder; in real data they share the anchor's class more often than chance.
-# - Trained, low temperatures win here (1.0 costs 8.8 points) and push the hardest negatives further away.
+# - In training, low temperatures win here (1.0 costs 8.8 points) and push the hardest negatives further away.
 # - Batch 64, 128 and 256 at equal images tie.
 # - Next: [chapter 5](05_linear_probe): do the features separate classes?
 #
 # **Exercises**
-# 1. *The limits of T.* Add 0.01 and 10 to `TEMPERATURES`; predict the bars first. As $T \to 0$ the largest
-#    similarity, here the positive, takes all the mass and the loss goes to 0; as $T \to \infty$ every candidate
-#    tends to $1/16$.
+# 1. *The limits of T.* Add 0.01 and 10 to `TEMPERATURES`; predict the bars first. As $T \to 0$ the positive, the
+#    largest similarity, takes all the mass and the loss goes to 0; as $T \to \infty$ each candidate tends to $1/16$.
 # 2. *A negative that beats the positive.* End the `linspace` at 0.95, not 0.8, and predict p_pos at $T = 0.05$.
 #    The loss should grow like $(0.95 - 0.9)/T$ as $T$ falls: a low $T$ punishes a wrong ranking hard.
 # 3. *How far do hard negatives share the class?* Where `hardest` is computed, try `k=30`, then `k=200`. The share
-#    should fall towards chance, reached by counting with all 1,999 others.
-# 4. *Train at another temperature.* Train chapter 3 at `temperature=0.5` into its own `RUN_DIR` (chapter 3's
-#    exercises) and run this chapter on it with the same change.
+#    should fall towards chance, reached with all 1,999 others.
+# 4. *Train at another temperature.* Train chapter 3 at `temperature=0.5` into its own `RUN_DIR`, as in its
+#    exercises, then run this chapter on it with the same change.

@@ -1,16 +1,15 @@
 # %% [markdown]
 # # 5. The linear probe: are the classes linearly separable?
 #
-# Pre-training never saw a label. This chapter asks the question that matters downstream: **do the features
-# separate CIFAR-10's classes with a straight cut?**
+# Pre-training never saw a label. **Do its features separate CIFAR-10's classes with a straight cut?**
 #
-# The linear probe freezes the encoder $f$, computes the features $h = f(x)$ of un-augmented images (256 numbers
-# for the `quick` preset's half-width ResNet-18, 512 at full width) and fits one linear layer on the training
-# split on standardised features: multinomial logistic regression by full-batch L-BFGS. A linear layer cannot invent
-# features, so its test accuracy scores the representation. Two baselines give that number a meaning:
+# The linear probe freezes the encoder $f$ and takes the features $h = f(x)$ of un-augmented images: 256 numbers for
+# the `quick` preset's half-width ResNet-18, 512 at full width. On the training split it fits one linear layer to
+# them, standardised: multinomial logistic regression by full-batch L-BFGS. A linear layer cannot invent features,
+# so its test accuracy scores the representation. Two baselines give that score a meaning:
 #
 # - **random init**: the same network, untrained;
-# - **raw pixels**: the 3,072 pixel values, no encoder at all. As it turns out, the higher floor.
+# - **raw pixels**: the 3,072 pixel values, no encoder at all.
 
 # %% tags=["parameters"]
 import os
@@ -43,11 +42,9 @@ cfg = scaled(make_config(PRESET, data=DATA, device=DEVICE, precision=PRECISION),
 # %% [markdown]
 # ## Probe the trained and the random encoder
 #
-# `run_probe` is what `python -m simclr_core probe --out RUN_DIR` calls: it loads the checkpoint, builds the
-# random-init baseline with the run's seed, extracts the features of the training and the 10,000 test images, and
-# fits the probe on each. Extraction is most of the cost, so features are cached (the random network's once per
-# machine). On the project's 2-core CPU one encoder's probe takes 48 s in bf16 (`bench/results/long_run.json`) and
-# about a minute and a half in float32 (`fp32_profile.json`).
+# `run_probe`, also behind `python -m simclr_core probe --out RUN_DIR`, probes the checkpoint and a random-init
+# network seeded like the run, on the training and the 10,000 test images. Extracting the features is most of the
+# cost, so they are cached.
 
 # %% tags=["nbval-ignore-output"]
 model, _ = load_or_train(cfg, RUN_DIR, progress=False)  # chapter 3's, or trained now
@@ -59,7 +56,7 @@ print(f"probe: {log['train_images']} train / {log['test_images']} test images, "
 # %% [markdown]
 # ## And raw pixels
 #
-# The same probe (same L-BFGS iterations, weight decay, standardisation) on the pixels themselves.
+# The same probe, with the same iterations, weight decay and standardisation, on the pixels themselves.
 
 # %% tags=["nbval-ignore-output"]
 train = load_split(cfg.data, "train", cfg.data_root, cfg.probe_train_subset, cfg.seed)
@@ -71,7 +68,7 @@ log["pixels"] = asdict(pixels)
 # %% [markdown]
 # ## Results
 #
-# Test accuracy per encoder, and the probe's training objective at each evaluation by L-BFGS.
+# Test accuracy per encoder, and the probe's training objective at each L-BFGS evaluation.
 
 # %%
 fig = probe_accuracy(log)
@@ -115,21 +112,20 @@ assert simclr["train_loss"][-1] < random_init["train_loss"][-1]
 # %% [markdown]
 # ## Reading the numbers
 #
-# - **Partly separable.** A straight cut through the SimCLR features classifies far more test images correctly than
-#   chance (0.10), and far from all of them.
-# - **SimCLR beats random init** by a wide margin: same network, same probe; only pre-training differs.
-# - **But the floor is the pixels.** Raw pixels score higher than the random network, so what pre-training earned
-#   is its lead over the pixels, printed above the checks.
-# - **The pixels lose on the training images too** (train accuracy 0.45 against SimCLR's 0.55): a straight cut
-#   through pixel space separates the classes less well.
-# - **The SimCLR features reach a lower probe loss** (weight decay included): the classes are easier to cut apart.
+# - **Partly separable.** A straight cut through the SimCLR features gets far more test images right than chance
+#   (0.10), and far from all.
+# - **SimCLR beats random init** by a wide margin. Same network, same probe: only pre-training differs.
+# - **But the floor is the pixels.** They score higher than the random network, so what pre-training earned is its
+#   lead over the pixels, printed above.
+# - **In SimCLR's features the classes are easier to cut apart.** On the training images the pixels reach 0.45
+#   against SimCLR's 0.55, and the SimCLR probe ends at a lower loss than the random one, weight decay included.
 
 # %% [markdown]
 # ```{admonition} Aside: is the random baseline handicapped by its BatchNorm statistics?
+# No: statistics from the data *lower* the random probe, so the plain random baseline is the stronger of the two.
 # A fresh network's BatchNorm layers have never seen data, so in evaluation mode each is the identity. The folded
-# cell below probes the random network again with statistics estimated on 4,096 training images, beside the SimCLR
-# encoder, on `BN_IMAGES` training images. Statistics from the data *lower* the random probe (printed below): the
-# plain random baseline is the stronger of the two.
+# cell below estimates their statistics on 4,096 training images and probes the random network again, beside the
+# SimCLR encoder, on `BN_IMAGES` training images.
 # ```
 
 # %% tags=["hide-cell", "nbval-ignore-output"]
@@ -193,20 +189,10 @@ assert min(small.values()) > 0.25
 # %% [markdown]
 # ## The long run beside yours
 #
-# How far does the same small network get when it trains for longer on the same kind of CPU?
-#
-# **The recipe.** `bench/long_run.py` tried changes to a base recipe in 20-minute runs, scored on a **validation
-# split** of 5,000 training images that neither pre-training nor the probe uses. One change beat the base by more
-# than the tie threshold (chapter 7 defines it): random grayscale in the views. So the long run trains on 32x32 views
-# of the other 45,000 images, with $T = 0.1$ and grayscale.
-#
-# **The curve.** Its learning rate stays flat and decays only over the last fifth of the steps. A run of any shorter
-# length takes the same steps up to its own decay, so each point of the curve is that shorter run, exactly: the long
-# run is copied where that run's decay begins, and the copy decays.
-#
-# In the table, 200-NN is chapter 6's nearest-neighbour classifier, the effective rank of $h$ counts the directions
-# the features use (chapter 8), and the last column is the probe trained on 5, 25 or 100 labels a class (the mean
-# over three labelled subsets at 5 and 25).
+# How far does the same small network get when it trains for longer on the same kind of CPU? In the table, 200-NN
+# is chapter 6's nearest-neighbour classifier, and the effective rank of $h$ counts the directions the features use
+# (chapter 8). The last column is the probe trained on 5, 25 or 100 labels a class, the mean of three labelled
+# subsets at 5 and 25.
 
 # %% tags=["nbval-ignore-output"]
 from statistics import mean
@@ -249,9 +235,9 @@ source = f"The long run's curve ({provenance(points[-1])})."
 Markdown("\n".join([source, "", *header, *table]))
 
 # %% [markdown]
-# The longest point's encoder ships with the package, half precision, checked against its sha256 before it is
-# read: `simclr_core.pretrained.load("long")`, or `python -m simclr_core probe --pretrained long`. Probed here, on
-# your copy of CIFAR-10, it should score the number stored with it:
+# The longest point's encoder ships with the package: `simclr_core.pretrained.load("long")`, or
+# `python -m simclr_core probe --pretrained long`. Probed on your copy of CIFAR-10, it should score the number
+# stored with it:
 
 # %% tags=["nbval-ignore-output"]
 from simclr_core.pretrained import as_run, card
@@ -294,10 +280,25 @@ assert all(mean(long) > mean(rand) + 0.05
            for long, rand in zip(few_long, few_random, strict=True))
 
 # %% [markdown]
-# Each doubling of the training up to 20 epochs gains 2.7 to 5.2 points of probe; the last, to 0.714 after 40 epochs
-# (just under 3 hours of its CPU's clock), gains 1.4, a tie on test. The curve is flattening. The 200-NN and the
-# few-label probes climb at every point. Two cautions: the figure's minutes are the long run's CPU's and yours are
-# your machine's; and the long run is another recipe (45,000 images at 32x32, grayscale), not only a longer run.
+# Each doubling of the training up to 20 epochs gains 2.7 to 5.2 points of probe. The last, to 0.714 after 40
+# epochs, gains 1.4: a tie on test. The probe's curve is flattening, while the 200-NN and the few-label probes
+# climb at every point.
+#
+# Each point is exactly a shorter run. The learning rate stays flat until the last fifth of the steps, so a shorter
+# run takes the same steps up to its own decay: each point copies the long run where that decay begins, and decays
+# the copy.
+#
+# Two cautions. The long run is another recipe, not only a longer run: 32x32 views, $T = 0.1$ and random grayscale.
+# And the figure's minutes are its CPU's, yours your machine's.
+#
+# ```{admonition} Where the long run and the timings come from
+# :class: dropdown
+# `bench/long_run.py` tried changes to a base recipe in 20-minute runs, scored on a **validation split** of 5,000
+# training images that neither pre-training nor the probe uses; the long run trains on the other 45,000. Only random
+# grayscale beat the base by more than the tie threshold (chapter 1). The 40 epochs took just under 3 hours of the
+# project's 2-core CPU, where one encoder's probe takes 48 s in bf16 (`bench/results/long_run.json`) and about a
+# minute and a half in float32 (`fp32_profile.json`).
+# ```
 #
 # **What to take away**
 # - The linear probe isolates representation quality: frozen features, one linear layer, a test split.
@@ -307,10 +308,10 @@ assert all(mean(long) > mean(rand) + 0.05
 #
 # **Exercises**
 # 1. *Probe on z instead of h.* In the raw-pixels cell, replace `pixel_features(train)` and `pixel_features(test)`
-#    by `extract_features(model, train)` and `extract_features(model, test)` (`from simclr_core.probe import
-#    extract_features`). The whole model ends in the projection head, so this probes the 128-d $z$ the loss sees.
-#    The SimCLR paper {cite:p}`chen2020simclr` found the layer before the head better by more than 10 points on
-#    ImageNet; expect $z$ to probe below $h$ here too.
+#    by `extract_features(model, train)` and `extract_features(model, test)`, imported from `simclr_core.probe`.
+#    The whole model ends in the projection head, so this probes the 128-d $z$ the loss sees. The SimCLR paper
+#    {cite:p}`chen2020simclr` found the layer before the head better by over 10 points on ImageNet; expect $z$
+#    below $h$ here too.
 # 2. *Fewer labels.* `run_probe(RUN_DIR, overrides={"probe_train_subset": 1000}, progress=False)`, and `1000` for
 #    the pixels' `load_split`. Expect the pixel probe's train accuracy to climb towards 1 while its test accuracy
 #    falls. Does the SimCLR encoder keep its lead?
