@@ -26,11 +26,14 @@ Groups, in the order they run (`--group`):
   run's few-label probes use (its 45,000 training images left by the holdout).
 - `reuse`: ten two-class tasks (pairs of classes, 25 labels a class): one pre-training and a probe a task against a
   from-scratch run a task at B/4 and at B.
+- `report`: what the stored rows say (`simclr_core.ledger`): at 5, 25 and 100 labels a class, the long run's
+  few-label probes against the from-scratch curve at each compute both reach, where the lead changes hands; and
+  the ledger of the reuse tasks at K = 1, 2, 5 and 10. It trains nothing.
 
 Rows are appended as each finishes and skipped when already there (on this kind of machine), so the script can be
 stopped and started again. Usage (hours on a 2-core CPU; `clock` and `book` want a quiet machine):
 
-    python bench/when_it_pays.py --data data/cifar10-jpeg [--group clock book select table curves reuse]
+    python bench/when_it_pays.py --data data/cifar10-jpeg [--group clock book select table curves reuse report]
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from equal_compute import Clock, best, measure_clock, probe_accuracy
 from simclr_core.config import environment_default, make_config
 from simclr_core.data import ImageSet, load_split, split_off_holdout
 from simclr_core.engine import load_or_train, seconds_per_step
+from simclr_core.ledger import crossover, reuse_ledger, scratch_curve, simclr_curve, verdicts
 from simclr_core.model import load_model
 from simclr_core.probe import extract_features, train_linear_probe
 from simclr_core.results import RowFile, curve_points, seed_spread
@@ -225,15 +229,38 @@ def reuse(ex: Experiment, recipe: SupervisedConfig, book: dict[str, Any]) -> Non
             ex.supervised("reuse", f"{name} scratch {share:g} B", cfg, share * ex.budget, (train, test))
 
 
+def report(found: list[dict[str, Any]], long_run: list[dict[str, Any]], classes: list[str]) -> None:
+    """Print, from the stored rows, each label budget's comparison against compute and the reuse ledger."""
+    points = curve_points(long_run)
+    for n in CURVE_SUBSETS:
+        compared = verdicts(simclr_curve(points, n), scratch_curve(found, n), TIE)
+        print(f"{n} labels a class (SimCLR read between the long run's points, in log seconds):")
+        for v in compared:
+            print(f"  {v.seconds:7.0f} s: SimCLR {v.simclr:.3f}, from scratch {v.scratch:.3f}: {v.leader}")
+        interval = crossover(compared)
+        print(f"  the lead changes hands between {interval[0]:.0f} and {interval[1]:.0f} s" if interval else
+              f"  no crossover up to {compared[-1].seconds:.0f} s" if compared else "  no compute both reach yet")
+    tasks = [f"{classes[a]} vs {classes[b]}" for a, b in TASKS]
+    names = {row["name"] for row in found if row.get("group") == "reuse"}
+    if all(f"{task} SimCLR probe" in names and f"{task} scratch 1 B" in names for task in tasks):
+        for row in reuse_ledger(found, tasks):
+            print(f"K = {row['tasks']:2}: {row['method']:28} mean accuracy {row['accuracy']:.3f}, "
+                  f"{row['seconds']:7.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=environment_default("data"))
-    parser.add_argument("--group", nargs="+", default=["clock", "book", "select", "table", "curves", "reuse"])
+    parser.add_argument("--group", nargs="+",
+                        default=["clock", "book", "select", "table", "curves", "reuse", "report"])
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     results = RowFile(args.results)
     train, test = load_split(args.data, "train"), load_split(args.data, "test")
     long_run = RowFile(LONG_RUN).rows()
+    if args.group == ["report"]:  # the stored rows only: nothing is trained
+        report(results.rows(), long_run, train.classes)
+        return
     results.record("book", "book", lambda: book_row(args.data, train, test), args.data)
     results.record("clock", "supervised clock", lambda: measure_clock(str(RUNS / "book"), WIDTH, train, test),
                    args.data)
@@ -250,6 +277,8 @@ def main() -> None:
         curves(ex, recipe, longest)
     if "reuse" in args.group:
         reuse(ex, recipe, book)
+    if "report" in args.group:
+        report(results.rows(), long_run, train.classes)
 
 
 if __name__ == "__main__":
