@@ -47,15 +47,13 @@ from typing import Any
 
 from equal_compute import Clock, best, measure_clock, probe_accuracy
 
-from simclr_core.config import environment_default, make_config
+from simclr_core.config import Config, environment_default, make_config
 from simclr_core.data import ImageSet, load_split, split_off_holdout
 from simclr_core.engine import load_or_train, seconds_per_step
 from simclr_core.ledger import crossover, reuse_ledger, scratch_curve, simclr_curve, verdicts
-from simclr_core.model import load_model
 from simclr_core.probe import extract_features, train_linear_probe
 from simclr_core.results import RowFile, curve_points, seed_spread
 from simclr_core.runtime import pick_device, uses_bf16
-from simclr_core.storage import RunPaths
 from simclr_core.supervised import (
     SupervisedConfig,
     load_classifier,
@@ -82,10 +80,15 @@ TASKS = [(0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (0, 8), (1, 9), (2, 4), (3, 5),
 TASK_LABELS = 25
 
 
+def book_config(data: str) -> Config:
+    """The run B is made of: the quick preset for `BOOK_STEPS` steps, no time budget."""
+    return make_config("quick", data=data, time_budget=0.0, steps=BOOK_STEPS)
+
+
 def book_row(data: str, train: ImageSet, test: ImageSet) -> dict[str, Any]:
     """The SimCLR run B is made of, its clock (this preset's own step, timed on this machine before it trains), and
     what its probe costs: features of the 60,000 images, then L-BFGS."""
-    cfg = make_config("quick", data=data, time_budget=0.0, steps=BOOK_STEPS)
+    cfg = book_config(data)
     device = pick_device(cfg.device)
     simclr_clock = round(seconds_per_step(cfg, device, CLOCK_STEPS), 4)
     model, log = load_or_train(cfg, str(RUNS / "book"), progress=False)
@@ -102,11 +105,13 @@ def book_row(data: str, train: ImageSet, test: ImageSet) -> dict[str, Any]:
 
 
 class Experiment:
-    """What every row needs: the results file, the data, the clock and B."""
+    """What every row needs: the results file, the data, the clock, B and the encoder of B's SimCLR run."""
 
     def __init__(self, data: str, results: RowFile, clock: Clock, budget: float, train: ImageSet, test: ImageSet):
         self.data, self.results, self.clock, self.budget = data, results, clock, budget
         self.train, self.test = train, test
+        # the book's run, trained again (same seed, same steps) if runs/ was cleared since its row was stored
+        self.encoder = load_or_train(book_config(data), str(RUNS / "book"), progress=True)[0].encoder
 
     def supervised(self, group: str, name: str, cfg: SupervisedConfig, seconds: float,
                    sets: tuple[ImageSet, ImageSet] | None = None, refit: bool = False) -> dict[str, Any]:
@@ -168,13 +173,12 @@ def select(ex: Experiment) -> tuple[SupervisedConfig, dict[str, SupervisedConfig
 def table(ex: Experiment, recipe: SupervisedConfig, tuned: dict[str, SupervisedConfig],
           book: dict[str, Any]) -> None:
     """Every method at B, at 1 to 5,000 labels a class; fine-tuning on the first subset at 25, 100 and 5,000."""
-    encoder = load_model(RunPaths(RUNS / "book").checkpoint)[0].encoder
     for n, subsets in TABLE_SUBSETS.items():
         for seed in range(subsets):
             ex.results.record("table", f"{n} seed {seed} SimCLR probe", lambda n=n, seed=seed: {
                 "method": "SimCLR probe", "labels_per_class": n, "label_seed": seed,
                 "compute_seconds": book["budget_seconds"], "pretrain_seconds": book["pretrain_seconds"],
-                "test_accuracy": round(probe_accuracy(encoder, ex.train, ex.test, n, seed), 4)}, ex.data)
+                "test_accuracy": round(probe_accuracy(ex.encoder, ex.train, ex.test, n, seed), 4)}, ex.data)
             cfg = dataclasses.replace(recipe, labels_per_class=n, label_seed=seed)
             ex.supervised("table", f"{n} seed {seed} scratch", cfg, ex.budget)
             for head in ("probe", "random") if seed == 0 and n in FINE_TUNE_AT else ():
@@ -211,14 +215,13 @@ def task(images: ImageSet, classes: tuple[int, int]) -> ImageSet:
 
 def reuse(ex: Experiment, recipe: SupervisedConfig, book: dict[str, Any]) -> None:
     """Ten two-class tasks: the SimCLR encoder probed once a task, and a from-scratch run a task at B/4 and B."""
-    encoder = load_model(RunPaths(RUNS / "book").checkpoint)[0].encoder
     for classes in TASKS:
         train, test = task(ex.train, classes), task(ex.test, classes)
         name = f"{train.classes[0]} vs {train.classes[1]}"
 
         def probed(train: ImageSet = train, test: ImageSet = test) -> dict[str, Any]:
             start = time.perf_counter()
-            accuracy = probe_accuracy(encoder, train, test, TASK_LABELS, 0)
+            accuracy = probe_accuracy(ex.encoder, train, test, TASK_LABELS, 0)
             return {"method": "SimCLR probe", "labels_per_class": TASK_LABELS, "test_accuracy": round(accuracy, 4),
                     "probe_seconds": round(time.perf_counter() - start, 1),
                     "pretrain_seconds": book["pretrain_seconds"]}
