@@ -14,8 +14,8 @@ SOURCES = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 CODE_COLUMNS = 88  # the built book shows code cells in a column of about 90 characters
 
 
-def test_there_are_eight_chapters() -> None:
-    assert len(SOURCES) == 8
+def test_there_are_nine_chapters() -> None:
+    assert len(SOURCES) == 9
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
