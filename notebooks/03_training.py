@@ -224,8 +224,8 @@ print(f"the k-NN's standard error on {cfg.knn_queries} queries: {knn_error:.3f}"
 # Checks on what the text claims: the loss starts near log(2B - 1) and falls; the
 # untrained network's top-1 is already more than 5 times chance; top-1 ends far above
 # it (over 50 times chance), climbing by more than 0.2, and p_pos ten-fold; the online
-# k-NN gains more than 4 points in the first epoch; from epoch 5 on it moves by less
-# than two standard errors while top-1 climbs by more than 0.1.
+# k-NN gains more than 4 points in the first epoch; its standard error on its queries is
+# about 2 points.
 assert abs(log["step_loss"][0] - math.log(2 * cfg.batch_size - 1)) < 0.5
 assert abs(untrained["loss"] - math.log(2 * cfg.batch_size - 1)) < 0.5
 assert log["epochs"][-1]["loss"] < log["epochs"][0]["loss"] - 0.5
@@ -233,9 +233,7 @@ assert untrained["top1"] > 5 * chance
 assert last["top1"] > 50 * chance and last["top1"] > untrained["top1"] + 0.2
 assert last["p_pos"] > 10 * untrained["p_pos"]
 assert first["knn"] > untrained["knn"] + 0.04
-later = [e for e in evals if e["epoch"] >= 5]  # the k-NN wanders within its error bar
-assert max(e["knn"] for e in later) - min(e["knn"] for e in later) < 2 * knn_error
-assert later[-1]["top1"] > later[0]["top1"] + 0.1
+assert 0.015 < knn_error < 0.03
 
 # %% [markdown]
 # Chance for top-1 is $1/255$, yet the untrained network already finds the partner for several percent of the
@@ -243,10 +241,10 @@ assert later[-1]["top1"] > later[0]["top1"] + 0.1
 # above that. The k-NN, already above chance at epoch 0 (a random network's features put some images of a class
 # together), gains several points in the first epoch.
 #
-# Does solving the task better also mean better features? One short run's k-NN cannot say: on 500 queries its
-# standard error is about 2 points (printed above), and from epoch 5 on it wanders within two standard errors
-# while top-1 still climbs by more than 0.1. Runs of different lengths can: `bench/pretraining.py` trained this
-# preset for 275 to 4,400 steps and measured each with chapter 5's linear probe:
+# Does solving the task better also mean better features? One short run's k-NN is a weak witness: on 500 queries
+# its standard error is about 2 points (printed above), so a few points between two readings may be noise. Runs of
+# different lengths can answer: `bench/pretraining.py` trained this preset for 275 to 4,400 steps and
+# measured each with chapter 5's linear probe:
 
 # %%
 from simclr_core.results import provenance, rows
