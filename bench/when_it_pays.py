@@ -27,7 +27,8 @@ Groups, in the order they run (`--group`):
 - `reuse`: ten two-class tasks (pairs of classes, 25 labels a class): one pre-training and a probe a task against a
   from-scratch run a task at B/4 and at B.
 - `report`: what the stored rows say (`simclr_core.ledger`): at 5, 25 and 100 labels a class, the long run's
-  few-label probes against the from-scratch curve at each compute both reach, where the lead changes hands; and
+  few-label probes against the from-scratch curve on the same labelled subsets at each compute both reach (beyond
+  a saturated from-scratch curve's end, its best carried flat, said so), where the lead changes hands; and
   the ledger of the reuse tasks at K = 1, 2, 5 and 10. It trains nothing.
 
 Rows are appended as each finishes and skipped when already there (on this kind of machine), so the script can be
@@ -50,7 +51,7 @@ from equal_compute import Clock, best, measure_clock, probe_accuracy
 from simclr_core.config import Config, environment_default, make_config
 from simclr_core.data import ImageSet, load_split, split_off_holdout
 from simclr_core.engine import load_or_train, seconds_per_step
-from simclr_core.ledger import crossover, reuse_ledger, scratch_curve, simclr_curve, verdicts
+from simclr_core.ledger import compare, crossover, final_lead, reuse_ledger, saturated
 from simclr_core.probe import extract_features, train_linear_probe
 from simclr_core.results import RowFile, curve_points, seed_spread
 from simclr_core.runtime import pick_device, uses_bf16
@@ -189,16 +190,15 @@ def table(ex: Experiment, recipe: SupervisedConfig, tuned: dict[str, SupervisedC
 
 
 def curves(ex: Experiment, recipe: SupervisedConfig, longest: float) -> None:
-    """From scratch against compute at 5, 25 and 100 labels a class, on the long run's labelled images."""
+    """From scratch against compute at 5, 25 and 100 labels a class, on the long run's labelled images: every
+    budget's first subset (its curve beyond B) before the other subsets (up to B)."""
     rest = split_off_holdout(ex.train, 5000)[0]  # the long run's holdout: its probes' labelled images come from rest
-    for n, subsets in CURVE_SUBSETS.items():
-        for seed in range(subsets):
+    for seed in range(max(CURVE_SUBSETS.values())):
+        for n in (n for n, subsets in CURVE_SUBSETS.items() if seed < subsets):
             accuracies: list[float] = []
             for k in itertools.count():
                 seconds = ex.budget / 4 * 2**k
-                saturated = len(accuracies) >= 3 and all(abs(b - a) < TIE for a, b in
-                                                        zip(accuracies[-3:], accuracies[-2:], strict=False))
-                if seconds > (longest if seed == 0 else ex.budget) or saturated:
+                if seconds > (longest if seed == 0 else ex.budget) or saturated(accuracies, TIE):
                     break
                 cfg = dataclasses.replace(recipe, labels_per_class=n, label_seed=seed)
                 row = ex.supervised("curves", f"{n} seed {seed} scratch {k - 2:+d} doublings", cfg, seconds,
@@ -236,13 +236,18 @@ def report(found: list[dict[str, Any]], long_run: list[dict[str, Any]], classes:
     """Print, from the stored rows, each label budget's comparison against compute and the reuse ledger."""
     points = curve_points(long_run)
     for n in CURVE_SUBSETS:
-        compared = verdicts(simclr_curve(points, n), scratch_curve(found, n), TIE)
+        compared = compare(points, found, n, TIE)
         print(f"{n} labels a class (SimCLR read between the long run's points, in log seconds):")
         for v in compared:
-            print(f"  {v.seconds:7.0f} s: SimCLR {v.simclr:.3f}, from scratch {v.scratch:.3f}: {v.leader}")
-        interval = crossover(compared)
-        print(f"  the lead changes hands between {interval[0]:.0f} and {interval[1]:.0f} s" if interval else
-              f"  no crossover up to {compared[-1].seconds:.0f} s" if compared else "  no compute both reach yet")
+            print(f"  {v.seconds:7.0f} s: SimCLR {v.simclr:.3f}, from scratch {v.scratch:.3f}"
+                  f"{' (saturated: its best, carried flat)' if v.carried else ''}, {v.subsets} subsets: {v.leader}")
+        interval, lead = crossover(compared), final_lead(compared)
+        if interval:
+            print(f"  the lead changes hands between {interval[0]:.0f} and {interval[1]:.0f} s")
+        if lead:
+            print(f"  {lead[0]} leads from {lead[1]:.0f} s on" + (f" (not at {lead[2]:.0f} s)" if lead[2] else ""))
+        elif compared:
+            print(f"  a tie at the largest compute compared, {compared[-1].seconds:.0f} s")
     tasks = [f"{classes[a]} vs {classes[b]}" for a, b in TASKS]
     names = {row["name"] for row in found if row.get("group") == "reuse"}
     if all(f"{task} SimCLR probe" in names and f"{task} scratch 1 B" in names for task in tasks):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import mean
 from typing import Any
@@ -17,22 +18,40 @@ from typing import Any
 Curve = list[tuple[float, float]]  # (seconds of compute, test accuracy), cheapest first
 
 
-def simclr_curve(points: list[dict[str, Any]], labels: int) -> Curve:
+def simclr_curve(points: list[dict[str, Any]], labels: int, subsets: Sequence[int] | None = None) -> Curve:
     """The long run's curve at `labels` a class: its clock seconds plus its probe's, and the mean of its few-label
-    probes over their labelled subsets."""
-    return [(row["clock_seconds"] + row["probe_seconds"], mean(row["few_label_probe_test"][str(labels)]))
+    probes over `subsets` (the labelled subsets' seeds; all of them if None)."""
+    def chosen(accuracies: list[float]) -> list[float]:
+        return accuracies if subsets is None else [accuracies[seed] for seed in subsets]
+    return [(row["clock_seconds"] + row["probe_seconds"], mean(chosen(row["few_label_probe_test"][str(labels)])))
             for row in points]
 
 
-def scratch_curve(found: list[dict[str, Any]], labels: int) -> Curve:
-    """From-scratch runs of the group `curves` at `labels` a class: at each budget, the mean over the labelled subsets
-    trained at it (its compute is the subsets' mean, which differ by a step's rounding)."""
-    at_budget: dict[float, list[dict[str, Any]]] = defaultdict(list)
+def scratch_runs(found: list[dict[str, Any]], labels: int) -> dict[float, dict[int, dict[str, Any]]]:
+    """From-scratch runs of the group `curves` at `labels` a class, by budget (seconds) and labelled subset (seed)."""
+    runs: dict[float, dict[int, dict[str, Any]]] = defaultdict(dict)
     for row in found:
         if row.get("group") == "curves" and row["method"] == "from scratch" and row["labels_per_class"] == labels:
-            at_budget[row["budget_seconds"]].append(row)
-    return [(mean(r["compute_seconds"] for r in runs), mean(r["test_accuracy"] for r in runs))
-            for _, runs in sorted(at_budget.items())]
+            runs[row["budget_seconds"]][row["label_seed"]] = row
+    return dict(sorted(runs.items()))
+
+
+def scratch_curve(found: list[dict[str, Any]], labels: int, subsets: Sequence[int] | None = None) -> Curve:
+    """From scratch at `labels` a class: at each budget, the mean over `subsets` (all trained at it if None; a budget
+    that lacks one of them is left out). Its compute is the subsets' mean, which differ by a step's rounding."""
+    curve = []
+    for by_seed in scratch_runs(found, labels).values():
+        seeds = sorted(by_seed) if subsets is None else list(subsets)
+        if all(seed in by_seed for seed in seeds):
+            curve.append((mean(by_seed[s]["compute_seconds"] for s in seeds),
+                          mean(by_seed[s]["test_accuracy"] for s in seeds)))
+    return curve
+
+
+def saturated(accuracies: list[float], tie: float) -> bool:
+    """Whether a curve that doubles its compute a point has stopped gaining: its last two doublings are both ties."""
+    return len(accuracies) >= 3 and all(abs(later - earlier) < tie for earlier, later in
+                                        zip(accuracies[-3:-1], accuracies[-2:], strict=True))
 
 
 def at(curve: Curve, seconds: float) -> float | None:
@@ -51,19 +70,47 @@ class Verdict:
     simclr: float
     scratch: float
     leader: str  # "SimCLR", "from scratch" or "tie"
+    subsets: int = 1  # labelled subsets both sides' accuracies are the mean of
+    carried: bool = False  # from scratch was not run here: its saturated curve's best, carried flat
 
 
-def verdicts(simclr: Curve, scratch: Curve, tie: float) -> list[Verdict]:
+def verdict(seconds: float, simclr: float, scratch: float, tie: float, subsets: int = 1,
+            carried: bool = False) -> Verdict:
+    """Who leads at one compute: a gap under `tie` is a tie."""
+    gap = simclr - scratch
+    leader = "tie" if abs(gap) < tie else ("SimCLR" if gap > 0 else "from scratch")
+    return Verdict(seconds, simclr, scratch, leader, subsets, carried)
+
+
+def verdicts(simclr: Curve, scratch: Curve, tie: float, subsets: int = 1) -> list[Verdict]:
     """Both sides at every compute of the from-scratch curve that lies inside the SimCLR curve's range."""
-    found = []
-    for seconds, scratch_accuracy in scratch:
-        simclr_accuracy = at(simclr, seconds)
-        if simclr_accuracy is None:
-            continue
-        gap = simclr_accuracy - scratch_accuracy
-        leader = "tie" if abs(gap) < tie else ("SimCLR" if gap > 0 else "from scratch")
-        found.append(Verdict(seconds, simclr_accuracy, scratch_accuracy, leader))
-    return found
+    return [verdict(seconds, simclr_accuracy, scratch_accuracy, tie, subsets)
+            for seconds, scratch_accuracy in scratch
+            if (simclr_accuracy := at(simclr, seconds)) is not None]
+
+
+def compare(points: list[dict[str, Any]], found: list[dict[str, Any]], labels: int, tie: float) -> list[Verdict]:
+    """The long run's few-label probes against from scratch at `labels` a class, on the same labelled subsets.
+
+    At each from-scratch budget, both sides are the mean over the subsets trained at it (SimCLR read between its
+    points). Where from scratch stopped because it saturated (`saturated`: its last two doublings tie), each
+    SimCLR point beyond is compared with the best of its last three points, carried flat (`carried`): the one
+    reading no run tests, so a caller says so."""
+    runs = scratch_runs(found, labels)
+    found_verdicts = []
+    for by_seed in runs.values():
+        here = list(by_seed.values())
+        scratch = [(mean(r["compute_seconds"] for r in here), mean(r["test_accuracy"] for r in here))]
+        found_verdicts += verdicts(simclr_curve(points, labels, sorted(by_seed)), scratch, tie, len(here))
+    if not runs:
+        return found_verdicts
+    last = sorted(runs[max(runs)])
+    own = scratch_curve(found, labels, last)
+    if saturated([accuracy for _, accuracy in own], tie):
+        best = max(accuracy for _, accuracy in own[-3:])
+        found_verdicts += [verdict(seconds, accuracy, best, tie, len(last), carried=True)
+                           for seconds, accuracy in simclr_curve(points, labels, last) if seconds > own[-1][0]]
+    return found_verdicts
 
 
 def crossover(found: list[Verdict]) -> tuple[float, float] | None:
@@ -74,6 +121,17 @@ def crossover(found: list[Verdict]) -> tuple[float, float] | None:
         if before.leader != after.leader:
             return before.seconds, after.seconds
     return None
+
+
+def final_lead(found: list[Verdict]) -> tuple[str, float, float | None] | None:
+    """Who leads at the largest compute compared, from which compute on without a break, and the last compute
+    before that (where it did not lead; None if it led everywhere). None if the largest compute is a tie."""
+    if not found or found[-1].leader == "tie":
+        return None
+    stretch = len(found) - 1
+    while stretch > 0 and found[stretch - 1].leader == found[-1].leader:
+        stretch -= 1
+    return found[-1].leader, found[stretch].seconds, found[stretch - 1].seconds if stretch else None
 
 
 def reuse_ledger(found: list[dict[str, Any]], tasks: list[str], ks: tuple[int, ...] = (1, 2, 5, 10)
