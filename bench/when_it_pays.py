@@ -35,6 +35,7 @@ Rows are appended as each finishes and skipped when already there (on this kind 
 stopped and started again. Usage (hours on a 2-core CPU; `clock` and `book` want a quiet machine):
 
     python bench/when_it_pays.py --data data/cifar10-jpeg [--group clock book select table curves reuse report]
+                                 [--labels 5 25 100]
 """
 
 from __future__ import annotations
@@ -189,12 +190,11 @@ def table(ex: Experiment, recipe: SupervisedConfig, tuned: dict[str, SupervisedC
                               seconds, refit=True)
 
 
-def curves(ex: Experiment, recipe: SupervisedConfig, longest: float) -> None:
-    """From scratch against compute at 5, 25 and 100 labels a class, on the long run's labelled images: every
-    budget's first subset (its curve beyond B) before the other subsets (up to B)."""
+def curves(ex: Experiment, recipe: SupervisedConfig, longest: float, labels: list[int]) -> None:
+    """From scratch against compute at `labels` a class (in that order), on the long run's labelled images."""
     rest = split_off_holdout(ex.train, 5000)[0]  # the long run's holdout: its probes' labelled images come from rest
-    for seed in range(max(CURVE_SUBSETS.values())):
-        for n in (n for n, subsets in CURVE_SUBSETS.items() if seed < subsets):
+    for n in labels:
+        for seed in range(CURVE_SUBSETS[n]):
             accuracies: list[float] = []
             for k in itertools.count():
                 seconds = ex.budget / 4 * 2**k
@@ -262,6 +262,8 @@ def main() -> None:
     parser.add_argument("--group", nargs="+",
                         default=["clock", "book", "select", "table", "curves", "reuse", "report"])
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--labels", type=int, nargs="+", default=list(CURVE_SUBSETS), choices=list(CURVE_SUBSETS),
+                        help="labels a class of the group curves, in the order to run them")
     args = parser.parse_args()
     results = RowFile(args.results)
     train, test = load_split(args.data, "train"), load_split(args.data, "test")
@@ -282,7 +284,7 @@ def main() -> None:
         table(ex, recipe, tuned, book)
     if "curves" in args.group:
         longest = max(row["clock_seconds"] + row["probe_seconds"] for row in curve_points(long_run))
-        curves(ex, recipe, longest)
+        curves(ex, recipe, longest, args.labels)
     if "reuse" in args.group:
         reuse(ex, recipe, book)
     if "report" in args.group:

@@ -36,6 +36,12 @@ def scratch_runs(found: list[dict[str, Any]], labels: int) -> dict[float, dict[i
     return dict(sorted(runs.items()))
 
 
+def subsets_at_end(found: list[dict[str, Any]], labels: int) -> list[int]:
+    """The labelled subsets trained at the largest from-scratch budget at `labels` a class (its curve's own)."""
+    runs = scratch_runs(found, labels)
+    return sorted(runs[max(runs)]) if runs else []
+
+
 def scratch_curve(found: list[dict[str, Any]], labels: int, subsets: Sequence[int] | None = None) -> Curve:
     """From scratch at `labels` a class: at each budget, the mean over `subsets` (all trained at it if None; a budget
     that lacks one of them is left out). Its compute is the subsets' mean, which differ by a step's rounding."""
@@ -49,9 +55,12 @@ def scratch_curve(found: list[dict[str, Any]], labels: int, subsets: Sequence[in
 
 
 def saturated(accuracies: list[float], tie: float) -> bool:
-    """Whether a curve that doubles its compute a point has stopped gaining: its last two doublings are both ties."""
-    return len(accuracies) >= 3 and all(abs(later - earlier) < tie for earlier, later in
-                                        zip(accuracies[-3:-1], accuracies[-2:], strict=True))
+    """Whether a curve that doubles its compute a point has stopped gaining: its last two doublings are both ties,
+    and so is the quadrupling they make (two ties in a row can add up to a gain: 0.37, 0.38, 0.395 is rising)."""
+    if len(accuracies) < 3:
+        return False
+    first, second, third = accuracies[-3:]
+    return all(abs(later - earlier) < tie for earlier, later in ((first, second), (second, third), (first, third)))
 
 
 def at(curve: Curve, seconds: float) -> float | None:
@@ -102,9 +111,7 @@ def compare(points: list[dict[str, Any]], found: list[dict[str, Any]], labels: i
         here = list(by_seed.values())
         scratch = [(mean(r["compute_seconds"] for r in here), mean(r["test_accuracy"] for r in here))]
         found_verdicts += verdicts(simclr_curve(points, labels, sorted(by_seed)), scratch, tie, len(here))
-    if not runs:
-        return found_verdicts
-    last = sorted(runs[max(runs)])
+    last = subsets_at_end(found, labels)
     own = scratch_curve(found, labels, last)
     if saturated([accuracy for _, accuracy in own], tie):
         best = max(accuracy for _, accuracy in own[-3:])

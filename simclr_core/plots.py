@@ -7,6 +7,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .storage import RunPaths, load_json
@@ -129,10 +130,11 @@ def accuracy_against_labels(curves: dict[str, dict[int, list[float]]], runs: dic
 
 def line_chart(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str, title: str,
                log_x: bool = False, log_y: bool = False, dashed: tuple[str, ...] = (),
-               levels: dict[str, float] | None = None) -> Figure:
+               levels: dict[str, float] | None = None, ax: Axes | None = None) -> Figure:
     """Each named series of (x, y) points as a line with markers; `dashed` series (measured elsewhere, or
-    extrapolated) dashed and hollow; `levels` as labelled horizontal lines (chance, a collapsed loss)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    extrapolated) dashed and hollow; `levels` as labelled horizontal lines (chance, a collapsed loss). Drawn on
+    `ax`, one panel of a caller's figure, if given."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.4)) if ax is None else (ax.figure, ax)
     for name, points in series.items():
         xs, ys = zip(*sorted(points), strict=True)
         hollow = name in dashed

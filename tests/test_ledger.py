@@ -33,8 +33,9 @@ def test_the_scratch_curve_is_the_mean_over_subsets_at_each_budget_cheapest_firs
 
 
 def test_a_curve_is_saturated_when_its_last_two_doublings_both_tie() -> None:
-    assert ledger.saturated([0.20, 0.30, 0.31, 0.32], tie=0.02)
+    assert ledger.saturated([0.20, 0.30, 0.31, 0.305], tie=0.02)
     assert not ledger.saturated([0.20, 0.25, 0.26], tie=0.02)  # the first doubling gained
+    assert not ledger.saturated([0.370, 0.385, 0.400], tie=0.02)  # two ties, but four times the compute gained
     assert not ledger.saturated([0.30, 0.31], tie=0.02)  # one doubling cannot show it
 
 
@@ -87,6 +88,7 @@ def test_compare_pairs_the_subsets_and_carries_a_saturated_curve_flat_beyond_its
         (200, 1, False, "from scratch"), (400, 1, False, "from scratch"),
         (800, 1, True, "tie"), (3200, 1, True, "SimCLR")]  # 0.415, subset 0's best, carried flat
     assert compared[0].simclr == pytest.approx(0.25) and compared[0].scratch == pytest.approx(0.30)
+    assert ledger.subsets_at_end(found, 5) == [0]
     assert ledger.final_lead(compared) == ("SimCLR", 3200, 800)
     assert ledger.crossover(compared) == (400, 3200)
 
