@@ -21,9 +21,10 @@ Groups, in the order they run (`--group`):
   validation images (500 at the largest).
 - `table`: at B, the SimCLR probe, from scratch and fine-tuning, at 1 to 5,000 labels a class (three labelled
   subsets at 25 and fewer; fine-tuning on the first subset at 25, 100 and 5,000).
-- `curves`: from scratch at 5, 25 and 100 labels a class at B/4, B/2, B, 2B, ... until two successive doublings
-  tie or it passes the long run's longest point (three subsets up to B at 5 and 25), on the labelled images the long
-  run's few-label probes use (its 45,000 training images left by the holdout).
+- `curves`: from scratch at 5, 25 and 100 labels a class at B/4, B/2, B, 2B, ... until it saturates (two doublings
+  in a row and the quadrupling they make all tie: `ledger.saturated`), and one doubling more to test that it stays
+  flat, or until it passes the long run's longest point (three subsets up to B at 5 and 25), on the labelled images
+  the long run's few-label probes use (its 45,000 training images left by the holdout).
 - `reuse`: ten two-class tasks (pairs of classes, 25 labels a class): one pre-training and a probe a task against a
   from-scratch run a task at B/4 and at B.
 - `report`: what the stored rows say (`simclr_core.ledger`): at 5, 25 and 100 labels a class, the long run's
@@ -198,8 +199,8 @@ def curves(ex: Experiment, recipe: SupervisedConfig, longest: float, labels: lis
             accuracies: list[float] = []
             for k in itertools.count():
                 seconds = ex.budget / 4 * 2**k
-                if seconds > (longest if seed == 0 else ex.budget) or saturated(accuracies, TIE):
-                    break
+                if seconds > (longest if seed == 0 else ex.budget) or saturated(accuracies[:-1], TIE):
+                    break  # one point past saturation, to test that the curve stays flat
                 cfg = dataclasses.replace(recipe, labels_per_class=n, label_seed=seed)
                 row = ex.supervised("curves", f"{n} seed {seed} scratch {k - 2:+d} doublings", cfg, seconds,
                                     (rest, ex.test))
