@@ -241,7 +241,7 @@ def report(found: list[dict[str, Any]], long_run: list[dict[str, Any]], classes:
         print(f"{n} labels a class (SimCLR read between the long run's points, in log seconds):")
         for v in compared:
             print(f"  {v.seconds:7.0f} s: SimCLR {v.simclr:.3f}, from scratch {v.scratch:.3f}"
-                  f"{' (saturated: its best, carried flat)' if v.carried else ''}, {v.subsets} subsets: {v.leader}")
+                  f"{' (saturated: its best, carried flat)' if v.carried else ''}, {v.subsets} subset(s): {v.leader}")
         interval, lead = crossover(compared), final_lead(compared)
         if interval:
             print(f"  the lead changes hands between {interval[0]:.0f} and {interval[1]:.0f} s")
