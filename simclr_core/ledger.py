@@ -102,9 +102,9 @@ def compare(points: list[dict[str, Any]], found: list[dict[str, Any]], labels: i
     """The long run's few-label probes against from scratch at `labels` a class, on the same labelled subsets.
 
     At each from-scratch budget, both sides are the mean over the subsets trained at it (SimCLR read between its
-    points). Where from scratch stopped because it saturated (`saturated`: its last two doublings tie), each
-    SimCLR point beyond is compared with the best of its last three points, carried flat (`carried`): the one
-    reading no run tests, so a caller says so."""
+    points). Where from scratch stopped because it saturated (`saturated`: two doublings and their quadrupling
+    tie), each SimCLR point beyond is compared with the best of its last three points, carried flat (`carried`):
+    the one reading no run tests, so a caller says so."""
     runs = scratch_runs(found, labels)
     found_verdicts = []
     for by_seed in runs.values():
